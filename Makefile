@@ -1,0 +1,53 @@
+# OxiTraffic: `make demo` runs it for real, `make test` runs every test.
+# Both install PostgreSQL from Debian's packages where it is missing.
+
+GO      ?= go
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+FUZZTIME ?= 10s
+
+.PHONY: all build demo test vet fuzz bench browser-test postgres chromium wrk clean
+
+all: build
+
+build:
+	$(GO) build -o oxitraffic .
+
+## postgres: install PostgreSQL's server binaries if neither PATH nor Debian's folder has them.
+## No cluster is created or started: the tests and the demo start their own.
+postgres:
+	@if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; else \
+		echo "installing PostgreSQL from Debian's packages"; \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends postgresql-common && \
+		$(SUDO) sed -i 's/^#\? *create_main_cluster.*/create_main_cluster = false/' /etc/postgresql-common/createcluster.conf && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends postgresql; \
+	fi
+
+## chromium: install headless Chromium for the browser test.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium; }
+
+## wrk: install the HTTP load generator for the benchmarks.
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends wrk; }
+
+## demo: a throwaway PostgreSQL, a sample website and the daemon; Ctrl-C stops it all.
+demo: postgres
+	./demo/run.sh
+
+vet:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+
+## test: vet, every test against a throwaway PostgreSQL, and a short fuzz of each parser.
+test: postgres vet
+	$(GO) test -count=1 ./...
+	$(GO) test -run '^$$' -fuzz '^FuzzPath$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz '^FuzzForwardedFor$$' -fuzztime $(FUZZTIME) .
+
+## fuzz: the same fuzz targets, longer.
+fuzz:
+	$(MAKE) FUZZTIME=5m test
+
+clean:
+	rm -f oxitraffic

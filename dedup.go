@@ -1,0 +1,265 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"math/bits"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// dedupSet remembers which (visitor, path) pairs were counted, as 64-bit SipHash values
+// under a random key that lives only in this process's memory.
+//
+// Pairs live in two generations, each with its own key. With a window, the current
+// generation becomes the previous one after one window, and the previous one (key and all)
+// is dropped, so no hash outlives two windows. A pair counts again once the window has
+// passed since it was counted. Memory is bounded: a generation holds at most half of
+// maxEntries; when the current one is full it replaces the previous one early.
+type dedupSet struct {
+	mu        sync.Mutex
+	window    time.Duration
+	genCap    int
+	cur, prev *generation
+	rotations int
+}
+
+// generation is one key and the open-addressing table of hashes made with it.
+type generation struct {
+	k0, k1 uint64
+	start  time.Time
+	slots  []uint64 // 0 marks an empty slot; a hash of 0 is stored as 1
+	secs   []uint32 // seconds from start to when the pair was counted; nil without a window
+	n      int
+}
+
+// newDedupSet makes an empty set; window 0 remembers pairs until restart or until full.
+func newDedupSet(window time.Duration, maxEntries int, now time.Time) *dedupSet {
+	d := &dedupSet{window: window, genCap: max(maxEntries/2, 1)}
+	d.cur = d.newGeneration(now)
+	return d
+}
+
+// minSlots is the size of a new generation's table.
+const minSlots = 1024
+
+// newGeneration makes an empty generation with a fresh random key.
+func (d *dedupSet) newGeneration(now time.Time) *generation {
+	k0, k1 := randomKey()
+	g := &generation{
+		k0:    k0,
+		k1:    k1,
+		start: now,
+		slots: make([]uint64, minSlots),
+	}
+	if d.window > 0 {
+		g.secs = make([]uint32, minSlots)
+	}
+	return g
+}
+
+// randomKey returns a new random SipHash key; it is kept in memory only.
+func randomKey() (k0, k1 uint64) {
+	var key [16]byte
+	if _, err := rand.Read(key[:]); err != nil {
+		panic("no randomness for a hash key: " + err.Error())
+	}
+	return binary.LittleEndian.Uint64(key[:8]), binary.LittleEndian.Uint64(key[8:])
+}
+
+// seen reports whether the pair was already counted within the window, and remembers it
+// as counted now when it was not.
+func (d *dedupSet) seen(visitor netip.Addr, path string, now time.Time) bool {
+	a := visitor.As16()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.window > 0 && now.Sub(d.cur.start) >= d.window {
+		d.rotate(now)
+		if now.Sub(d.cur.start) >= d.window {
+			// Idle for more than two windows: nothing remembered is still current.
+			d.rotate(now)
+		}
+	}
+	if _, ok := d.cur.lookup(d.cur.hash(a, path)); ok {
+		return true
+	}
+	if d.prev != nil {
+		if secs, ok := d.prev.lookup(d.prev.hash(a, path)); ok {
+			if d.window == 0 {
+				// Still in use: keep it when the previous generation is dropped.
+				d.insert(a, path, now)
+				return true
+			}
+			if now.Sub(d.prev.start.Add(time.Duration(secs)*time.Second)) < d.window {
+				return true
+			}
+		}
+	}
+	d.insert(a, path, now)
+	return false
+}
+
+// insert adds the pair to the current generation, starting a new one when it is full.
+func (d *dedupSet) insert(a [16]byte, path string, now time.Time) {
+	if d.cur.n >= d.genCap {
+		d.rotate(now)
+	}
+	d.cur.insert(d.cur.hash(a, path), uint32(now.Sub(d.cur.start)/time.Second))
+}
+
+// rotate makes the current generation the previous one and drops the previous one with its key.
+func (d *dedupSet) rotate(now time.Time) {
+	d.prev = d.cur
+	d.cur = d.newGeneration(now)
+	d.rotations++
+}
+
+// len returns how many pairs are remembered.
+func (d *dedupSet) len() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := d.cur.n
+	if d.prev != nil {
+		n += d.prev.n
+	}
+	return n
+}
+
+// hash is SipHash-2-4 of the pair under the generation's key, never 0.
+func (g *generation) hash(a [16]byte, path string) uint64 {
+	if h := sipHashPair(g.k0, g.k1, a, path); h != 0 {
+		return h
+	}
+	return 1
+}
+
+// lookup finds h and returns the seconds stored with it.
+func (g *generation) lookup(h uint64) (uint32, bool) {
+	mask := uint64(len(g.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		switch g.slots[i] {
+		case 0:
+			return 0, false
+		case h:
+			if g.secs == nil {
+				return 0, true
+			}
+			return g.secs[i], true
+		}
+	}
+}
+
+// insert stores h, which must not be present, growing the table at three quarters full.
+func (g *generation) insert(h uint64, secs uint32) {
+	if (g.n+1)*4 > len(g.slots)*3 {
+		g.grow()
+	}
+	mask := uint64(len(g.slots) - 1)
+	i := h & mask
+	for g.slots[i] != 0 {
+		i = (i + 1) & mask
+	}
+	g.slots[i] = h
+	if g.secs != nil {
+		g.secs[i] = secs
+	}
+	g.n++
+}
+
+// grow doubles the table and re-inserts every hash.
+func (g *generation) grow() {
+	old, oldSecs := g.slots, g.secs
+	g.slots = make([]uint64, 2*len(old))
+	if oldSecs != nil {
+		g.secs = make([]uint32, 2*len(old))
+	}
+	g.n = 0
+	for i, h := range old {
+		if h == 0 {
+			continue
+		}
+		var s uint32
+		if oldSecs != nil {
+			s = oldSecs[i]
+		}
+		g.insert(h, s)
+	}
+}
+
+// sipState is the state of a SipHash-2-4 computation.
+type sipState struct {
+	v0, v1, v2, v3 uint64
+}
+
+// newSip starts SipHash-2-4 (Aumasson and Bernstein) under the key (k0, k1).
+func newSip(k0, k1 uint64) sipState {
+	return sipState{
+		k0 ^ 0x736f6d6570736575,
+		k1 ^ 0x646f72616e646f6d,
+		k0 ^ 0x6c7967656e657261,
+		k1 ^ 0x7465646279746573,
+	}
+}
+
+// sipRound is one SipRound.
+func sipRound(v0, v1, v2, v3 uint64) (uint64, uint64, uint64, uint64) {
+	v0 += v1
+	v1 = bits.RotateLeft64(v1, 13)
+	v1 ^= v0
+	v0 = bits.RotateLeft64(v0, 32)
+	v2 += v3
+	v3 = bits.RotateLeft64(v3, 16)
+	v3 ^= v2
+	v0 += v3
+	v3 = bits.RotateLeft64(v3, 21)
+	v3 ^= v0
+	v2 += v1
+	v1 = bits.RotateLeft64(v1, 17)
+	v1 ^= v2
+	v2 = bits.RotateLeft64(v2, 32)
+	return v0, v1, v2, v3
+}
+
+// compress absorbs one 64-bit message word.
+func (s *sipState) compress(m uint64) {
+	v0, v1, v2, v3 := s.v0, s.v1, s.v2, s.v3^m
+	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	s.v0, s.v1, s.v2, s.v3 = v0^m, v1, v2, v3
+}
+
+// finish absorbs the rest of the message, tail, and returns the hash; total is the length
+// of the whole message in bytes.
+func (s *sipState) finish(tail string, total int) uint64 {
+	for len(tail) >= 8 {
+		s.compress(uint64(tail[0]) | uint64(tail[1])<<8 | uint64(tail[2])<<16 | uint64(tail[3])<<24 |
+			uint64(tail[4])<<32 | uint64(tail[5])<<40 | uint64(tail[6])<<48 | uint64(tail[7])<<56)
+		tail = tail[8:]
+	}
+	m := uint64(total) << 56
+	for i := range len(tail) {
+		m |= uint64(tail[i]) << (8 * i)
+	}
+	s.compress(m)
+	v0, v1, v2, v3 := s.v0, s.v1, s.v2^0xff, s.v3
+	for range 4 {
+		v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	}
+	return v0 ^ v1 ^ v2 ^ v3
+}
+
+// sipHash is SipHash-2-4 of msg under the key (k0, k1).
+func sipHash(k0, k1 uint64, msg string) uint64 {
+	s := newSip(k0, k1)
+	return s.finish(msg, len(msg))
+}
+
+// sipHashPair is SipHash-2-4 of the 16 bytes of an address followed by a path, without
+// copying them into one message.
+func sipHashPair(k0, k1 uint64, addr [16]byte, path string) uint64 {
+	s := newSip(k0, k1)
+	s.compress(binary.LittleEndian.Uint64(addr[:8]))
+	s.compress(binary.LittleEndian.Uint64(addr[8:]))
+	return s.finish(path, 16+len(path))
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"runtime"
+	"testing"
+	"time"
+)
+
+func TestSipHashVectors(t *testing.T) {
+	var key [16]byte
+	for i := range key {
+		key[i] = byte(i)
+	}
+	seq := make([]byte, 15)
+	for i := range seq {
+		seq[i] = byte(i)
+	}
+	k0, k1 := binary.LittleEndian.Uint64(key[:8]), binary.LittleEndian.Uint64(key[8:])
+	for _, c := range []struct {
+		k0, k1 uint64
+		msg    string
+		want   uint64
+	}{
+		{k0, k1, string(seq), 0xa129ca6149be45e5},
+		{0, 0, "Hello world", 0xc9e8a3021f3822d9},
+		{0, 0, "", 0x1e924b9d737700d7},
+		{0, 0, "12345678123", 0xf95d77ccdb0649f},
+		{0, 0, string(make([]byte, 8)), 0xe849e8bb6ffe2567},
+		{0, 0, string(make([]byte, 1535)), 0xe74d1c0ab64b2afa},
+	} {
+		if got := sipHash(c.k0, c.k1, c.msg); got != c.want {
+			t.Errorf("sipHash(%x, %x, %d bytes) = %x; want %x", c.k0, c.k1, len(c.msg), got, c.want)
+		}
+	}
+	// An address and a path hash as their concatenation.
+	if got := sipHashPair(0, 0, [16]byte{}, string(make([]byte, 1519))); got != 0xe74d1c0ab64b2afa {
+		t.Errorf("sipHashPair(0, 0, zero address, 1519 zero bytes) = %x; want e74d1c0ab64b2afa", got)
+	}
+}
+
+func TestDedupUntilRestart(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	d := newDedupSet(0, 1000, now)
+	a, b := netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("203.0.113.2")
+	for _, c := range []struct {
+		v    netip.Addr
+		path string
+		want bool
+	}{
+		{a, "blog", false}, {a, "blog", true}, {b, "blog", false}, {a, "about", false}, {a, "", false}, {a, "", true},
+	} {
+		if got := d.seen(c.v, c.path, now.Add(1000*time.Hour)); got != c.want {
+			t.Errorf("seen(%s, %q) = %v; want %v", c.v, c.path, got, c.want)
+		}
+	}
+}
+
+func TestDedupWindow(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	d := newDedupSet(time.Hour, 1000, t0)
+	a := netip.MustParseAddr("2001:db8::1")
+	for _, c := range []struct {
+		after time.Duration
+		want  bool
+	}{
+		{0, false},
+		{30 * time.Minute, true},
+		{59 * time.Minute, true},
+		{61 * time.Minute, false}, // counted again: now remembered from 61m
+		{90 * time.Minute, true},
+		{120 * time.Minute, true},
+		{122 * time.Minute, false},
+		{10 * time.Hour, false}, // long idle: everything forgotten
+	} {
+		if got := d.seen(a, "blog", t0.Add(c.after)); got != c.want {
+			t.Errorf("seen after %s = %v; want %v", c.after, got, c.want)
+		}
+	}
+}
+
+func TestDedupKeyRotatesWithWindow(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	d := newDedupSet(time.Hour, 1000, t0)
+	first := [2]uint64{d.cur.k0, d.cur.k1}
+	d.seen(netip.MustParseAddr("203.0.113.1"), "blog", t0.Add(90*time.Minute))
+	if d.prev == nil || [2]uint64{d.prev.k0, d.prev.k1} != first || [2]uint64{d.cur.k0, d.cur.k1} == first {
+		t.Fatalf("after one window the first key should be the previous one and a new key current")
+	}
+	d.seen(netip.MustParseAddr("203.0.113.1"), "blog", t0.Add(150*time.Minute))
+	for _, g := range []*generation{d.cur, d.prev} {
+		if [2]uint64{g.k0, g.k1} == first {
+			t.Errorf("after two windows the first key is still kept")
+		}
+	}
+}
+
+func TestDedupMemoryIsBounded(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	d := newDedupSet(0, 1000, now)
+	for i := range 100_000 {
+		d.seen(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), "blog", now)
+	}
+	if n := d.len(); n > 1000 {
+		t.Errorf("remembered pairs after 100000 visitors = %d; want at most max_entries 1000", n)
+	}
+	// The most recent visitors are still remembered.
+	if !d.seen(netip.AddrFrom4([4]byte{10, 1, 134, 159}), "blog", now) {
+		t.Errorf("the last visitor was forgotten")
+	}
+}
+
+// BenchmarkDedupSeen measures one check of a new pair and reports the bytes per remembered pair.
+func BenchmarkDedupSeen(b *testing.B) {
+	for _, window := range []time.Duration{0, 24 * time.Hour} {
+		b.Run(fmt.Sprintf("window=%s", window), func(b *testing.B) {
+			now := time.Unix(1_700_000_000, 0)
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			d := newDedupSet(window, 2*b.N+2, now)
+			b.ResetTimer()
+			for i := range b.N {
+				d.seen(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), "blog/post-1", now)
+			}
+			b.StopTimer()
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(b.N), "B/pair")
+			runtime.KeepAlive(d)
+		})
+	}
+}
+
+// BenchmarkDedupDuplicate measures the check of a pair that is already remembered.
+func BenchmarkDedupDuplicate(b *testing.B) {
+	now := time.Unix(1_700_000_000, 0)
+	d := newDedupSet(24*time.Hour, 1_000_000, now)
+	a := netip.MustParseAddr("203.0.113.1")
+	d.seen(a, "blog/post-1", now)
+	b.ReportAllocs()
+	for b.Loop() {
+		d.seen(a, "blog/post-1", now)
+	}
+}

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# make demo: a private throwaway PostgreSQL, the sample website and the OxiTraffic daemon,
+# all on 127.0.0.1. Ctrl-C stops everything and removes the temporary folder.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DAEMON_PORT=${DEMO_PORT:-8377}
+SITE_PORT=${DEMO_SITE_PORT:-8378}
+PG_BIN=$(dirname "$(readlink -f "$(command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl | sort -V | tail -n 1)")")
+
+work=$(mktemp -d /tmp/oxitraffic-demo-XXXXXX)
+chmod 755 "$work"
+pids=()
+as_pg=()
+if [ "$(id -u)" = 0 ]; then
+	# PostgreSQL refuses to run as root.
+	mkdir "$work/pg" && chown nobody "$work/pg"
+	as_pg=(runuser -u nobody --)
+else
+	mkdir "$work/pg"
+fi
+
+cleanup() {
+	trap - INT TERM EXIT
+	echo
+	echo "stopping the demo"
+	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+	"${as_pg[@]}" "$PG_BIN/pg_ctl" stop -D "$work/pg/data" -m fast -w >/dev/null 2>&1 || true
+	rm -rf "$work"
+	exit 0
+}
+trap cleanup INT TERM EXIT
+
+echo "building"
+go build -o "$work/oxitraffic" .
+go build -o "$work/site" ./demo/site
+
+echo "starting a throwaway PostgreSQL in $work/pg"
+"${as_pg[@]}" "$PG_BIN/initdb" -D "$work/pg/data" -U postgres --auth=trust -E UTF8 --no-locale >/dev/null
+"${as_pg[@]}" "$PG_BIN/pg_ctl" start -w -D "$work/pg/data" -l "$work/pg/log" \
+	-o "-k $work/pg -c listen_addresses=''" >/dev/null
+"${as_pg[@]}" "$PG_BIN/psql" -q -h "$work/pg" -U postgres -c "CREATE DATABASE oxitraffic" >/dev/null
+
+mkdir "$work/data"
+cp demo/counter.svg "$work/data/counter.svg"
+cat >"$work/data/config.yaml" <<YAML
+socket_address: "127.0.0.1:$DAEMON_PORT"
+response_filename: counter.svg
+tracked_base_url: "http://127.0.0.1:$SITE_PORT"
+db:
+  host: "$work/pg"
+  port: 5432
+  username: postgres
+  password: ""
+  database: oxitraffic
+  sslmode: disable
+YAML
+
+"$work/site" -addr "127.0.0.1:$SITE_PORT" -counter "http://127.0.0.1:$DAEMON_PORT" >/dev/null &
+pids+=($!)
+OXITRAFFIC_DATA_DIR="$work/data" "$work/oxitraffic" >"$work/daemon.out" 2>"$work/daemon.err" &
+pids+=($!)
+
+until grep -q "listening on" "$work/daemon.out"; do
+	if ! kill -0 "${pids[1]}" 2>/dev/null; then
+		echo "the daemon did not start:"; cat "$work/daemon.err"; exit 1
+	fi
+	sleep 0.1
+done
+
+cat <<TXT
+
+OxiTraffic is running. Open in a browser:
+
+  the sample blog (each page shows the counter):  http://127.0.0.1:$SITE_PORT/blog
+  the counts as JSON:                             http://127.0.0.1:$DAEMON_PORT/api/counts
+  one count, for curl:                            curl http://127.0.0.1:$DAEMON_PORT/api/count/blog
+  the dashboard:                                  http://127.0.0.1:$DAEMON_PORT/dashboard/
+  health:                                         http://127.0.0.1:$DAEMON_PORT/healthz
+
+The daemon's log: $work/data/oxitraffic.log
+Press Ctrl-C to stop everything.
+TXT
+tail -f "$work/data/oxitraffic.log" &
+pids+=($!)
+wait "${pids[1]}"

@@ -1,0 +1,385 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lib/pq"
+)
+
+// testPG is the PostgreSQL that every test of this run uses; each test gets its own database.
+var testPG struct {
+	once sync.Once
+	cfg  DBConfig // without Database
+	stop func()
+	err  error
+	n    atomic.Int64
+}
+
+// TestMain runs the tests and stops the throwaway PostgreSQL cluster if one was started.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if testPG.stop != nil {
+		testPG.stop()
+	}
+	os.Exit(code)
+}
+
+// setupPG starts a throwaway PostgreSQL cluster, or uses OXITRAFFIC_TEST_DSN; it runs at
+// the first test that needs a database, so that fuzzing workers start none.
+func setupPG() {
+	if dsn := os.Getenv("OXITRAFFIC_TEST_DSN"); dsn != "" {
+		c, err := pq.NewConfig(dsn)
+		if err != nil {
+			testPG.err = fmt.Errorf("OXITRAFFIC_TEST_DSN: %w", err)
+		}
+		testPG.cfg = DBConfig{Host: c.Host, Port: int(c.Port), Username: c.User, Password: c.Password, SSLMode: string(c.SSLMode)}
+		if testPG.cfg.Port == 0 {
+			testPG.cfg.Port = 5432
+		}
+		if testPG.cfg.SSLMode == "" {
+			testPG.cfg.SSLMode = "prefer"
+		}
+	} else {
+		testPG.cfg, testPG.stop, testPG.err = startCluster()
+	}
+}
+
+// pgBinDir finds the folder of initdb and pg_ctl: on PATH, or Debian's newest.
+func pgBinDir() (string, error) {
+	if p, err := exec.LookPath("pg_ctl"); err == nil {
+		if _, err := exec.LookPath("initdb"); err == nil {
+			// Debian links them from elsewhere; pg_dump sits beside the real ones.
+			if real, err := filepath.EvalSymlinks(p); err == nil {
+				p = real
+			}
+			return filepath.Dir(p), nil
+		}
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if _, err := os.Stat(filepath.Join(dirs[i], "initdb")); err == nil {
+			return dirs[i], nil
+		}
+	}
+	return "", fmt.Errorf("PostgreSQL's initdb and pg_ctl are not installed (Debian: apt-get install postgresql; `make test` does it), and OXITRAFFIC_TEST_DSN is not set")
+}
+
+// startCluster makes a cluster in a temp folder, listening only on a unix socket there,
+// and starts it; as root it runs as nobody, since PostgreSQL refuses to run as root.
+func startCluster() (DBConfig, func(), error) {
+	bin, err := pgBinDir()
+	if err != nil {
+		return DBConfig{}, nil, err
+	}
+	dir, err := os.MkdirTemp("", "oxitraffic-test-pg-")
+	if err != nil {
+		return DBConfig{}, nil, err
+	}
+	var cred *syscall.Credential
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("nobody")
+		if err != nil {
+			return DBConfig{}, nil, fmt.Errorf("running as root, PostgreSQL needs another user: %w", err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		if err := os.Chown(dir, uid, gid); err != nil {
+			return DBConfig{}, nil, err
+		}
+	}
+	pgRun := func(name string, args ...string) error {
+		cmd := exec.Command(filepath.Join(bin, name), args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s: %v\n%s", name, err, out)
+		}
+		return nil
+	}
+	data := filepath.Join(dir, "data")
+	if err := pgRun("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale"); err != nil {
+		return DBConfig{}, nil, err
+	}
+	opts := fmt.Sprintf("-k %s -c listen_addresses='' -c fsync=off -c full_page_writes=off -c max_connections=200", dir)
+	if err := pgRun("pg_ctl", "start", "-w", "-t", "60", "-D", data, "-l", filepath.Join(dir, "log"), "-o", opts); err != nil {
+		os.RemoveAll(dir)
+		return DBConfig{}, nil, err
+	}
+	stop := func() {
+		pgRun("pg_ctl", "stop", "-w", "-t", "30", "-m", "fast", "-D", data)
+		os.RemoveAll(dir)
+	}
+	return DBConfig{Host: dir, Port: 5432, Username: "postgres", Password: "", SSLMode: "disable"}, stop, nil
+}
+
+// newTestDB creates an empty database for one test and returns its settings and a handle.
+func newTestDB(t testing.TB) (DBConfig, *sql.DB) {
+	t.Helper()
+	testPG.once.Do(setupPG)
+	if testPG.err != nil {
+		t.Fatalf("no PostgreSQL for the tests: %v", testPG.err)
+	}
+	cfg := testPG.cfg
+	cfg.Database = "postgres"
+	cfg.ConnectTimeout = Duration(10 * time.Second)
+	admin, err := openDB(context.Background(), cfg, discardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	cfg.Database = fmt.Sprintf("oxitraffic_test_%d_%d", os.Getpid(), testPG.n.Add(1))
+	if _, err := admin.Exec("CREATE DATABASE " + cfg.Database); err != nil {
+		t.Fatal(err)
+	}
+	db, err := openDB(context.Background(), cfg, discardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return cfg, db
+}
+
+// discardLog returns a logger that writes nothing.
+func discardLog() *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// site is a fake tracked website that counts the requests it gets.
+type site struct {
+	*httptest.Server
+	requests atomic.Int64
+}
+
+// sitePages are the pages the fake tracked website serves with 200.
+var sitePages = map[string]bool{"/": true, "/blog": true, "/blog/post-1": true, "/about": true, "/a b": true, "/ünï": true}
+
+// newSite starts a fake tracked website: sitePages answer 200, /moved redirects to /blog,
+// /away redirects to another host, /slow answers after a second, the rest 404.
+func newSite(t testing.TB) *site {
+	s := &site{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.requests.Add(1)
+		switch {
+		case sitePages[r.URL.Path]:
+			fmt.Fprintln(w, "<p>page</p>")
+		case r.URL.Path == "/moved":
+			http.Redirect(w, r, "/blog", http.StatusFound)
+		case r.URL.Path == "/away":
+			http.Redirect(w, r, "http://example.invalid/blog", http.StatusFound)
+		case r.URL.Path == "/slow":
+			time.Sleep(time.Second)
+			fmt.Fprintln(w, "slow")
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// daemon is OxiTraffic started by run in this process.
+type daemon struct {
+	url     string
+	dataDir string
+	db      *sql.DB
+	dbCfg   DBConfig
+	site    *site
+	stdout  *syncBuffer
+	stderr  *syncBuffer
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written.
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// testImage is the response image of the tests: a 1x1 transparent GIF.
+var testImage = []byte("GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
+
+// writeDataDir makes a data folder with the image and a config.yaml for db and the site,
+// with extra lines appended; they must name keys that are not written here.
+func writeDataDir(t testing.TB, db DBConfig, siteURL, extra string) string {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(`socket_address: "127.0.0.1:0"
+response_filename: pixel.gif
+tracked_base_url: %q
+db:
+  host: %q
+  port: %d
+  username: %q
+  password: %q
+  database: %q
+  sslmode: %s
+%s`, siteURL, db.Host, db.Port, db.Username, db.Password, db.Database, db.SSLMode, extra)
+	if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "pixel.gif"), testImage, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// startDaemon runs OxiTraffic on a fresh database and fake site, with extra config lines.
+func startDaemon(t testing.TB, extra string) *daemon {
+	t.Helper()
+	dbCfg, db := newTestDB(t)
+	st := newSite(t)
+	d := &daemon{dbCfg: dbCfg, db: db, site: st, dataDir: writeDataDir(t, dbCfg, st.URL, extra)}
+	d.start(t, nil)
+	return d
+}
+
+// start runs the daemon on its data folder; env adds environment variables.
+func (d *daemon) start(t testing.TB, env map[string]string) {
+	t.Helper()
+	getenv := func(k string) string {
+		if k == "OXITRAFFIC_DATA_DIR" {
+			return d.dataDir
+		}
+		return env[k]
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancel, d.done = cancel, make(chan error, 1)
+	d.stdout, d.stderr = &syncBuffer{}, &syncBuffer{}
+	go func() { d.done <- run(ctx, nil, getenv, d.stdout, d.stderr) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if addr, ok := strings.CutPrefix(strings.TrimSpace(d.stdout.String()), "listening on "); ok {
+			d.url = addr
+			break
+		}
+		select {
+		case err := <-d.done:
+			t.Fatalf("run ended before listening: %v\n%s", err, d.stderr.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run did not listen within 30s:\n%s", d.stderr.String())
+		}
+	}
+	t.Cleanup(func() { d.stop(t) })
+}
+
+// stop ends run as SIGTERM would and waits for it; it is safe to call twice.
+func (d *daemon) stop(t testing.TB) {
+	t.Helper()
+	if d.cancel == nil {
+		return
+	}
+	d.cancel()
+	d.cancel = nil
+	select {
+	case err := <-d.done:
+		if err != nil {
+			t.Errorf("run() = %v; want nil after stop", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not return within 30s of stop")
+	}
+}
+
+// call requests /call/<path> as the visitor behind the given X-Forwarded-For.
+func (d *daemon) call(t testing.TB, path, forwardedFor string, header ...string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, d.url+"/call"+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("User-Agent", desktopUA)
+	if forwardedFor != "" {
+		req.Header.Set("X-Forwarded-For", forwardedFor)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+// desktopUA is the User-Agent of a desktop browser, so that test calls are not bots.
+const desktopUA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
+
+// get requests url and returns the status and body.
+func get(t testing.TB, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// rows returns the number of calls stored for path.
+func (d *daemon) rows(t testing.TB, path string) int {
+	t.Helper()
+	var n int
+	err := d.db.QueryRow("SELECT count(*) FROM calls c JOIN paths p ON p.id = c.path_id WHERE p.path = $1", path).Scan(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// buildBinary builds the oxitraffic binary once per test run and returns its path.
+var buildBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "oxitraffic-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "oxitraffic")
+	out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})

@@ -1,0 +1,215 @@
+// Command oxitraffic is a self-hosted, privacy-respecting website traffic counter.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// version is the daemon's version, set at build time with -ldflags "-X main.version=...".
+var version = "0.3.0-dev"
+
+// main runs the daemon until SIGINT or SIGTERM and exits 1 on error.
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "oxitraffic:", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole life of the daemon: flags, config, log file, database, schema, listen,
+// serve, and, when ctx ends, a graceful shutdown that writes every queued call.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	flags := flag.NewFlagSet("oxitraffic", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	check := flags.Bool("check", false, "check the configuration and the database connection, then exit")
+	showVersion := flags.Bool("version", false, "print the version and exit")
+	if err := flags.Parse(args); err != nil {
+		return err
+	}
+	if flags.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", flags.Arg(0))
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "oxitraffic", version)
+		return nil
+	}
+
+	dataDir := getenv("OXITRAFFIC_DATA_DIR")
+	if dataDir == "" {
+		return errors.New("OXITRAFFIC_DATA_DIR is not set: set it to the folder that holds config.yaml")
+	}
+	cfg, err := loadConfig(dataDir, getenv)
+	if err != nil {
+		return err
+	}
+	imagePath := filepath.Join(dataDir, cfg.ResponseFilename)
+	image, err := os.ReadFile(imagePath)
+	if err != nil {
+		return fmt.Errorf("response image (config key response_filename): %w", err)
+	}
+	if *check {
+		return runCheck(ctx, cfg, stdout, stderr)
+	}
+
+	sink, err := openLogSink(filepath.Join(dataDir, logFileName), stderr)
+	if err != nil {
+		return err
+	}
+	defer sink.close()
+	log := slog.New(slog.NewTextHandler(sink, nil))
+	log.Info("starting", "version", version, "data_dir", dataDir,
+		"db_host", cfg.DB.Host, "db_port", cfg.DB.Port, "db_name", cfg.DB.Database, "db_user", cfg.DB.Username)
+
+	db, err := openDB(ctx, cfg.DB, log)
+	if err != nil {
+		log.Error("start failed", "err", err)
+		return err
+	}
+	defer db.Close()
+	if err := applySchema(ctx, db); err != nil {
+		log.Error("start failed", "err", err)
+		return err
+	}
+	st, err := newStore(ctx, db, cfg.QueueSize, log)
+	if err != nil {
+		log.Error("start failed", "err", err)
+		return err
+	}
+
+	srv := newServer(cfg, st, image, log)
+	ln, err := net.Listen("tcp", cfg.SocketAddress)
+	if err != nil {
+		log.Error("start failed", "err", err)
+		return fmt.Errorf("listen (config key socket_address): %w", err)
+	}
+	httpSrv := newHTTPServer(srv.routes(), log)
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- httpSrv.Serve(ln) }()
+
+	var metricsSrv *http.Server
+	if cfg.MetricsAddress != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddress)
+		if err != nil {
+			httpSrv.Close()
+			log.Error("start failed", "err", err)
+			return fmt.Errorf("listen (config key metrics_address): %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /metrics", srv.handleMetrics)
+		metricsSrv = newHTTPServer(mux, log)
+		go func() { serveErr <- metricsSrv.Serve(mln) }()
+		log.Info("metrics", "address", "http://"+mln.Addr().String()+"/metrics")
+	}
+
+	log.Info("listening", "address", "http://"+ln.Addr().String(), "tracked", cfg.TrackedBaseURL)
+	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
+	sink.flush()
+	sdNotify(getenv, "READY=1")
+
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	go watchdog(runCtx, getenv, func(ctx context.Context) error { return st.ping(ctx, healthTimeout) })
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	var result error
+	for wait := true; wait; {
+		select {
+		case <-ctx.Done():
+			wait = false
+		case err := <-serveErr:
+			log.Error("serve failed", "err", err)
+			result, wait = fmt.Errorf("serve: %w", err), false
+		case <-hup:
+			if err := sink.reopen(); err != nil {
+				log.Error("SIGHUP", "err", err)
+			} else {
+				log.Info("log file reopened")
+			}
+		}
+	}
+
+	sdNotify(getenv, "STOPPING=1")
+	log.Info("stopping", "queued_calls", st.w.queueLen())
+	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.Shutdown.Timeout))
+	defer cancel()
+	if err := httpSrv.Shutdown(sctx); err != nil {
+		log.Error("shutdown: requests still running at the deadline", "err", err)
+	}
+	if metricsSrv != nil {
+		metricsSrv.Shutdown(sctx)
+	}
+	if err := st.w.close(sctx); err != nil {
+		log.Error("shutdown: calls lost", "err", err)
+		result = errors.Join(result, err)
+	}
+	log.Info("stopped", "calls_written", st.w.written.Load())
+	return result
+}
+
+// newServer builds the handlers' state from the configuration.
+func newServer(cfg Config, st *store, image []byte, log *slog.Logger) *server {
+	base, _ := url.Parse(cfg.TrackedBaseURL) // validated by loadConfig
+	trusted, _ := parsePrefixes(cfg.TrustedProxies)
+	ct, _ := contentType(cfg.ResponseFilename)
+	now := time.Now()
+	return &server{
+		store:   st,
+		verify:  newVerifier(base, cfg.Verify, st, log),
+		dedup:   newDedupSet(time.Duration(cfg.Dedup.Window), cfg.Dedup.MaxEntries, now),
+		log:     log,
+		loc:     cfg.location(),
+		trusted: trusted,
+		bots:    cfg.IgnoreBots,
+		dnt:     cfg.RespectDNT,
+		started: now,
+		image:   image,
+		imageHdr: http.Header{
+			"Content-Type":           {ct},
+			"Cache-Control":          {"private, max-age=86400"},
+			"X-Content-Type-Options": {"nosniff"},
+		},
+	}
+}
+
+// newHTTPServer returns an http.Server whose timeouts bound slow and idle clients.
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// runCheck connects to the database and applies nothing: -check's whole work.
+func runCheck(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	cfg.DB.ConnectTimeout = Duration(min(time.Duration(cfg.DB.ConnectTimeout), 5*time.Second))
+	db, err := openDB(ctx, cfg.DB, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	fmt.Fprintf(stdout, "configuration ok; PostgreSQL reached (database %s on %s port %d)\n", cfg.DB.Database, cfg.DB.Host, cfg.DB.Port)
+	return nil
+}

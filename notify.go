@@ -1,0 +1,47 @@
+package main
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"time"
+)
+
+// sdNotify sends a state such as "READY=1" to systemd over $NOTIFY_SOCKET, as
+// sd_notify(3) does. Without the variable it does nothing.
+func sdNotify(getenv func(string) string, state string) error {
+	addr := getenv("NOTIFY_SOCKET")
+	if addr == "" {
+		return nil
+	}
+	if addr[0] == '@' {
+		addr = "\x00" + addr[1:] // abstract socket
+	}
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: addr, Net: "unixgram"})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_, err = conn.Write([]byte(state))
+	return err
+}
+
+// watchdog sends WATCHDOG=1 at half of $WATCHDOG_USEC while healthy answers nil, until ctx ends.
+func watchdog(ctx context.Context, getenv func(string) string, healthy func(context.Context) error) {
+	usec, err := strconv.ParseInt(getenv("WATCHDOG_USEC"), 10, 64)
+	if err != nil || usec <= 0 || getenv("NOTIFY_SOCKET") == "" {
+		return
+	}
+	t := time.NewTicker(time.Duration(usec) * time.Microsecond / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if healthy(ctx) == nil {
+				sdNotify(getenv, "WATCHDOG=1")
+			}
+		}
+	}
+}

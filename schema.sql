@@ -1,0 +1,30 @@
+-- OxiTraffic's schema. It is applied at every start, so every statement is idempotent.
+-- The tables and columns are those of the original OxiTraffic, so its databases keep working.
+
+CREATE TABLE IF NOT EXISTS paths (
+    id SERIAL PRIMARY KEY,
+    path TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS calls (
+    path_id INTEGER NOT NULL REFERENCES paths (id),
+    timestamp TIMESTAMPTZ NOT NULL
+);
+
+-- Older databases may hold one path in several rows: move their calls to the oldest row
+-- and drop the others, so that paths.path can be unique.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM paths GROUP BY path HAVING count(*) > 1) THEN
+        UPDATE calls c SET path_id = d.keep
+        FROM (SELECT id, min(id) OVER (PARTITION BY path) AS keep FROM paths) d
+        WHERE c.path_id = d.id AND d.id <> d.keep;
+        DELETE FROM paths p USING paths q WHERE p.path = q.path AND p.id > q.id;
+    END IF;
+END
+$$;
+
+CREATE UNIQUE INDEX IF NOT EXISTS paths_path_key ON paths (path);
+
+-- Counts, single counts and histories all read the calls of one path in time order.
+CREATE INDEX IF NOT EXISTS calls_path_id_timestamp ON calls (path_id, timestamp);

@@ -1,0 +1,340 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func TestCallCountsOncePerVisitorAndPage(t *testing.T) {
+	d := startDaemon(t, "")
+	for _, c := range []struct {
+		path, visitor, want string
+	}{
+		{"/blog", "203.0.113.1", "counted"},
+		{"/blog", "203.0.113.1", "duplicate"},
+		{"/blog/", "203.0.113.1", "duplicate"},
+		{"/blog", "203.0.113.2", "counted"},
+		{"/about", "203.0.113.1", "counted"},
+	} {
+		resp := d.call(t, c.path, c.visitor)
+		if resp.StatusCode != 200 || resp.Header.Get("X-OxiTraffic") != c.want {
+			t.Errorf("GET /call%s as %s = %d %q; want 200 %q", c.path, c.visitor, resp.StatusCode, resp.Header.Get("X-OxiTraffic"), c.want)
+		}
+	}
+	if n := d.rows(t, "blog"); n != 2 {
+		t.Errorf("rows for blog = %d; want 2", n)
+	}
+	if n := d.rows(t, "about"); n != 1 {
+		t.Errorf("rows for about = %d; want 1", n)
+	}
+}
+
+func TestCallAnswersTheImage(t *testing.T) {
+	d := startDaemon(t, "")
+	resp, err := http.Get(d.url + "/call/blog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	// http.Get sends Go's User-Agent: a bot, which still gets the image.
+	if resp.StatusCode != 200 || !bytes.Equal(body, testImage) {
+		t.Errorf("GET /call/blog = %d with %d bytes; want 200 with the %d-byte image", resp.StatusCode, len(body), len(testImage))
+	}
+	for h, want := range map[string]string{
+		"Content-Type":  "image/gif",
+		"Cache-Control": "private, max-age=86400",
+		"X-OxiTraffic":  "bot",
+	} {
+		if got := resp.Header.Get(h); got != want {
+			t.Errorf("GET /call/blog: %s = %q; want %q", h, got, want)
+		}
+	}
+}
+
+func TestForwardedForOnlyFromTrustedProxies(t *testing.T) {
+	for _, c := range []struct {
+		name, config string
+		want         int
+	}{
+		{"loopback trusted by default", "", 2},
+		{"loopback not trusted", "trusted_proxies: [\"10.0.0.0/8\"]\n", 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := startDaemon(t, c.config)
+			d.call(t, "/blog", "198.51.100.1")
+			d.call(t, "/blog", "198.51.100.2")
+			if n := d.rows(t, "blog"); n != c.want {
+				t.Errorf("rows after two X-Forwarded-For visitors = %d; want %d", n, c.want)
+			}
+		})
+	}
+}
+
+func TestUnknownPathsAreRefusedAndNotStored(t *testing.T) {
+	d := startDaemon(t, "")
+	for _, p := range []string{"/nope", "/away", "/blog/post-2"} {
+		resp := d.call(t, p, "203.0.113.9")
+		if resp.StatusCode != 404 || resp.Header.Get("X-OxiTraffic") != "unknown" {
+			t.Errorf("GET /call%s = %d %q; want 404 unknown", p, resp.StatusCode, resp.Header.Get("X-OxiTraffic"))
+		}
+	}
+	var n int
+	if err := d.db.QueryRow("SELECT count(*) FROM paths").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("paths rows = %d; want 0", n)
+	}
+	// A redirect within the tracked site is followed.
+	if resp := d.call(t, "/moved", "203.0.113.9"); resp.StatusCode != 200 {
+		t.Errorf("GET /call/moved (redirects to /blog on the same host) = %d; want 200", resp.StatusCode)
+	}
+}
+
+func TestPathNormalisation(t *testing.T) {
+	d := startDaemon(t, "")
+	for i, c := range []struct{ request, path string }{
+		{"/blog", "blog"},
+		{"/blog/", "blog"},
+		{"/blog?utm=x", "blog"},
+		{"/blog/post-1/", "blog/post-1"},
+		{"", ""},
+		{"/", ""},
+		{"?x=1", ""},
+		{"/a%20b", "a b"},
+		{"/%C3%BCn%C3%AF", "ünï"},
+	} {
+		d.call(t, c.request, fmt.Sprintf("192.0.2.%d", i+1))
+		status, body := get(t, d.url+"/api/count/"+c.path)
+		if status != 200 {
+			t.Errorf("after /call%s: GET /api/count/%s = %d %q; want 200", c.request, c.path, status, body)
+		}
+	}
+	var paths []string
+	rows, err := d.db.Query(`SELECT path FROM paths ORDER BY path COLLATE "C"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var p string
+		rows.Scan(&p)
+		paths = append(paths, p)
+	}
+	want := []string{"", "a b", "blog", "blog/post-1", "ünï"}
+	if fmt.Sprint(paths) != fmt.Sprint(want) {
+		t.Errorf("paths rows = %q; want %q", paths, want)
+	}
+}
+
+func TestInvalidPathsGet400(t *testing.T) {
+	d := startDaemon(t, "")
+	for _, p := range []string{
+		"/" + strings.Repeat("a", 2049),
+		"/%ff",
+		"/a%00b",
+		"/a%01b",
+		"/a%7fb",
+		"/%2e%2e/blog",
+		"/blog/%2E",
+		"/a/../blog",
+		"/./blog",
+	} {
+		resp := d.call(t, p, "203.0.113.3")
+		if resp.StatusCode != 400 {
+			t.Errorf("GET /call%.40s = %d; want 400", p, resp.StatusCode)
+		}
+	}
+	if d.site.requests.Load() != 0 {
+		t.Errorf("the tracked site got %d requests; want 0 for invalid paths", d.site.requests.Load())
+	}
+	var n int
+	d.db.QueryRow("SELECT count(*) FROM paths").Scan(&n)
+	if n != 0 {
+		t.Errorf("paths rows = %d; want 0", n)
+	}
+}
+
+func TestAPI(t *testing.T) {
+	d := startDaemon(t, "utc_offset:\n  hours: 5\n  minutes: 30\n")
+	for i := range 3 {
+		d.call(t, "/blog", fmt.Sprintf("203.0.113.%d", i+1))
+	}
+	d.call(t, "/about", "203.0.113.1")
+	d.call(t, "/", "203.0.113.1")
+
+	status, body := get(t, d.url+"/api/counts")
+	want := `[{"path":"blog","count":3},{"path":"","count":1},{"path":"about","count":1}]` + "\n"
+	if status != 200 || body != want {
+		t.Errorf("GET /api/counts = %d %s; want 200 %s", status, body, want)
+	}
+	for _, c := range []struct {
+		url    string
+		status int
+		body   string
+	}{
+		{"/api/count/blog", 200, "3\n"},
+		{"/api/count/blog/", 200, "3\n"},
+		{"/api/count", 200, "1\n"},
+		{"/api/count/nope", 404, "unknown path\n"},
+		{"/api/history/nope", 404, "unknown path\n"},
+		{"/api/history/blog?from=yesterday", 400, ""},
+	} {
+		status, body := get(t, d.url+c.url)
+		if status != c.status || (c.body != "" && body != c.body) {
+			t.Errorf("GET %s = %d %q; want %d %q", c.url, status, body, c.status, c.body)
+		}
+	}
+
+	// History times are at +05:30.
+	if _, err := d.db.Exec("INSERT INTO calls (path_id, timestamp) SELECT id, '2026-05-01T18:29:59Z' FROM paths WHERE path = 'about'"); err != nil {
+		t.Fatal(err)
+	}
+	status, body = get(t, d.url+"/api/history/about")
+	var times []string
+	if err := json.Unmarshal([]byte(body), &times); err != nil || status != 200 || len(times) != 2 {
+		t.Fatalf("GET /api/history/about = %d %s; want 200 and two times", status, body)
+	}
+	if times[0] != "2026-05-01T23:59:59+05:30" {
+		t.Errorf("first time = %q; want 2026-05-01T23:59:59+05:30", times[0])
+	}
+	if !strings.HasSuffix(times[1], "+05:30") {
+		t.Errorf("second time = %q; want it at +05:30", times[1])
+	}
+	for _, c := range []struct {
+		query string
+		n     int
+	}{
+		{"?from=2026-05-02", 1},
+		{"?to=2026-05-01", 1},
+		{"?to=2026-05-01T23:59:59%2B05:30", 0},
+		{"?from=2026-05-01&to=2026-05-01", 1},
+	} {
+		_, body := get(t, d.url+"/api/history/about"+c.query)
+		var got []string
+		if err := json.Unmarshal([]byte(body), &got); err != nil || len(got) != c.n {
+			t.Errorf("GET /api/history/about%s = %s; want %d times", c.query, body, c.n)
+		}
+	}
+}
+
+func TestConcurrentFirstCallsCheckOnce(t *testing.T) {
+	d := startDaemon(t, "")
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.call(t, "/blog/post-1", fmt.Sprintf("198.51.100.%d", i+1))
+		}()
+	}
+	wg.Wait()
+	if n := d.site.requests.Load(); n != 1 {
+		t.Errorf("checks of a new path called 50 times at once = %d; want 1", n)
+	}
+	var n int
+	d.db.QueryRow("SELECT count(*) FROM paths").Scan(&n)
+	if n != 1 {
+		t.Errorf("paths rows = %d; want 1", n)
+	}
+	if n := d.rows(t, "blog/post-1"); n != 50 {
+		t.Errorf("rows = %d; want 50", n)
+	}
+}
+
+func TestRestartKeepsCounts(t *testing.T) {
+	d := startDaemon(t, "")
+	d.call(t, "/blog", "203.0.113.1")
+	d.call(t, "/blog", "203.0.113.2")
+	d.stop(t)
+	d.start(t, nil)
+	if status, body := get(t, d.url+"/api/count/blog"); status != 200 || body != "2\n" {
+		t.Errorf("after restart GET /api/count/blog = %d %q; want 200 \"2\\n\"", status, body)
+	}
+	// The dedup set lives in memory only: after a restart a pair counts again.
+	if resp := d.call(t, "/blog", "203.0.113.1"); resp.Header.Get("X-OxiTraffic") != "counted" {
+		t.Errorf("after restart a known visitor's call = %q; want counted", resp.Header.Get("X-OxiTraffic"))
+	}
+}
+
+func TestNoIPAddressIsStoredOrLogged(t *testing.T) {
+	d := startDaemon(t, "")
+	ips := []string{"203.0.113.77", "2001:db8:1234:5678::1"}
+	for _, ip := range ips {
+		d.call(t, "/blog", ip)
+		d.call(t, "/nope", ip)
+		d.call(t, "/%ff", ip)
+	}
+	d.stop(t)
+	dump := pgDump(t, d.dbCfg)
+	logs, err := os.ReadFile(filepath.Join(d.dataDir, logFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(logs, []byte("path=blog")) {
+		t.Errorf("log file does not record the call of blog:\n%s", logs)
+	}
+	for _, ip := range append(ips, "2001:db8:1234:5678") {
+		if strings.Contains(dump, ip) {
+			t.Errorf("pg_dump holds %s", ip)
+		}
+		if bytes.Contains(logs, []byte(ip)) {
+			t.Errorf("log file holds %s", ip)
+		}
+		if strings.Contains(d.stderr.String(), ip) {
+			t.Errorf("stderr holds %s", ip)
+		}
+	}
+}
+
+// pgDump returns the SQL dump of a test database.
+func pgDump(t *testing.T, cfg DBConfig) string {
+	t.Helper()
+	bin, err := pgBinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(bin, "pg_dump"), "-h", cfg.Host, "-p", fmt.Sprint(cfg.Port), "-U", cfg.Username, cfg.Database)
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+cfg.Password)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("pg_dump: %v", err)
+	}
+	if !strings.Contains(string(out), "COPY public.calls") {
+		t.Fatalf("pg_dump printed no calls table:\n%s", out)
+	}
+	return string(out)
+}
+
+func TestHealthz(t *testing.T) {
+	d := startDaemon(t, "")
+	if status, body := get(t, d.url+"/healthz"); status != 200 || body != "ok\n" {
+		t.Errorf("GET /healthz = %d %q; want 200 \"ok\\n\"", status, body)
+	}
+}
+
+func TestShutdownWritesQueuedCalls(t *testing.T) {
+	d := startDaemon(t, "")
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.call(t, "/blog", fmt.Sprintf("10.1.%d.%d", i/250, i%250))
+		}()
+	}
+	wg.Wait()
+	d.stop(t)
+	if n := d.rows(t, "blog"); n != 200 {
+		t.Errorf("rows after 200 acknowledged calls and a stop = %d; want 200", n)
+	}
+}

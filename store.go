@@ -1,0 +1,501 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lib/pq"
+)
+
+// schema is applied at every start.
+//
+//go:embed schema.sql
+var schema string
+
+// errNotFound is returned for a path that has no row in paths.
+var errNotFound = errors.New("not found")
+
+// queryTimeout bounds every single query.
+const queryTimeout = 10 * time.Second
+
+// schemaLockID serializes schema application between daemons sharing a database.
+const schemaLockID = 7_215_032_711
+
+// openDB connects to PostgreSQL, retrying until cfg.ConnectTimeout has passed, so that a
+// daemon started together with its database waits for it.
+func openDB(ctx context.Context, cfg DBConfig, log *slog.Logger) (*sql.DB, error) {
+	connector, err := pq.NewConnectorConfig(pq.Config{
+		Host:            cfg.Host,
+		Port:            uint16(cfg.Port),
+		User:            cfg.Username,
+		Password:        cfg.Password,
+		Database:        cfg.Database,
+		SSLMode:         pq.SSLMode(cfg.SSLMode),
+		ConnectTimeout:  5 * time.Second,
+		ApplicationName: "oxitraffic",
+		TZ:              "UTC",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("database settings: %w", err)
+	}
+	db := sql.OpenDB(connector)
+	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(8)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+
+	where := fmt.Sprintf("database %s on %s port %d", cfg.Database, cfg.Host, cfg.Port)
+	deadline := time.Now().Add(time.Duration(cfg.ConnectTimeout))
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = db.PingContext(pctx)
+		cancel()
+		if err == nil {
+			return db, nil
+		}
+		if time.Now().Add(wait).After(deadline) || ctx.Err() != nil {
+			db.Close()
+			return nil, fmt.Errorf("PostgreSQL could not be reached (%s) within %s: %v", where, time.Duration(cfg.ConnectTimeout), err)
+		}
+		log.Warn("waiting for PostgreSQL", "where", where, "err", err)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// applySchema runs schema.sql in one transaction, under a lock so that two starts do not race.
+func applySchema(ctx context.Context, db *sql.DB) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("apply schema: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", schemaLockID); err != nil {
+		return fmt.Errorf("apply schema: lock: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, schema); err != nil {
+		return fmt.Errorf("apply schema: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("apply schema: %w", err)
+	}
+	return nil
+}
+
+// store holds every query of OxiTraffic, a cache of known paths and the call writer.
+type store struct {
+	db *sql.DB
+	w  *writer
+
+	mu    sync.RWMutex
+	paths map[string]int32
+}
+
+// newStore loads the known paths and starts the call writer.
+func newStore(ctx context.Context, db *sql.DB, queueSize int, log *slog.Logger) (*store, error) {
+	s := &store{db: db, paths: map[string]int32{}}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	rows, err := db.QueryContext(ctx, "SELECT id, path FROM paths")
+	if err != nil {
+		return nil, fmt.Errorf("load paths: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int32
+		var p string
+		if err := rows.Scan(&id, &p); err != nil {
+			return nil, fmt.Errorf("load paths: %w", err)
+		}
+		s.paths[p] = id
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load paths: %w", err)
+	}
+	s.w = newWriter(db, queueSize, log)
+	return s, nil
+}
+
+// knownPath returns the id of a path from the cache, without touching the database.
+func (s *store) knownPath(path string) (int32, bool) {
+	s.mu.RLock()
+	id, ok := s.paths[path]
+	s.mu.RUnlock()
+	return id, ok
+}
+
+// pathID returns the id of a path, or errNotFound.
+func (s *store) pathID(ctx context.Context, path string) (int32, error) {
+	if id, ok := s.knownPath(path); ok {
+		return id, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	var id int32
+	err := s.db.QueryRowContext(ctx, "SELECT id FROM paths WHERE path = $1", path).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, errNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("select path: %w", err)
+	}
+	s.remember(path, id)
+	return id, nil
+}
+
+// remember puts a path into the cache.
+func (s *store) remember(path string, id int32) {
+	s.mu.Lock()
+	s.paths[path] = id
+	s.mu.Unlock()
+}
+
+// addPath stores a verified path, or finds the row that is already there, and returns its id.
+func (s *store) addPath(ctx context.Context, path string) (int32, error) {
+	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	var id int32
+	err := s.db.QueryRowContext(ctx, `
+		WITH ins AS (INSERT INTO paths (path) VALUES ($1) ON CONFLICT (path) DO NOTHING RETURNING id)
+		SELECT id FROM ins UNION ALL SELECT id FROM paths WHERE path = $1 LIMIT 1`, path).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("insert path: %w", err)
+	}
+	s.remember(path, id)
+	return id, nil
+}
+
+// pathCount is one path with its number of calls.
+type pathCount struct {
+	Path  string `json:"path"`
+	Count int64  `json:"count"`
+}
+
+// counts returns every path with its number of calls, highest first, then by path.
+func (s *store) counts(ctx context.Context) ([]pathCount, error) {
+	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	rows, err := s.db.QueryContext(ctx, `
+		SELECT p.path, coalesce(c.n, 0)
+		FROM paths p LEFT JOIN (SELECT path_id, count(*) AS n FROM calls GROUP BY path_id) c ON c.path_id = p.id
+		ORDER BY 2 DESC, p.path COLLATE "C"`)
+	if err != nil {
+		return nil, fmt.Errorf("select counts: %w", err)
+	}
+	defer rows.Close()
+	out := []pathCount{}
+	for rows.Next() {
+		var pc pathCount
+		if err := rows.Scan(&pc.Path, &pc.Count); err != nil {
+			return nil, fmt.Errorf("select counts: %w", err)
+		}
+		out = append(out, pc)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("select counts: %w", err)
+	}
+	return out, nil
+}
+
+// count returns the number of calls of a path, or errNotFound.
+func (s *store) count(ctx context.Context, path string) (int64, error) {
+	id, err := s.pathID(ctx, path)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	var n int64
+	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM calls WHERE path_id = $1", id).Scan(&n); err != nil {
+		return 0, fmt.Errorf("select count: %w", err)
+	}
+	return n, nil
+}
+
+// timeRange bounds a history; a zero end is open.
+type timeRange struct {
+	from, to time.Time
+}
+
+// nullTime turns the zero time into SQL NULL.
+func nullTime(t time.Time) sql.NullTime {
+	return sql.NullTime{Time: t, Valid: !t.IsZero()}
+}
+
+// history calls fn with the time of each call of a path in the range, oldest first.
+// It returns errNotFound for an unknown path before fn is first called.
+func (s *store) history(ctx context.Context, path string, tr timeRange, fn func(time.Time) error) error {
+	id, err := s.pathID(ctx, path)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	rows, err := s.db.QueryContext(ctx, `
+		SELECT timestamp FROM calls
+		WHERE path_id = $1 AND ($2::timestamptz IS NULL OR timestamp >= $2) AND ($3::timestamptz IS NULL OR timestamp < $3)
+		ORDER BY timestamp`, id, nullTime(tr.from), nullTime(tr.to))
+	if err != nil {
+		return fmt.Errorf("select history: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var t time.Time
+		if err := rows.Scan(&t); err != nil {
+			return fmt.Errorf("select history: %w", err)
+		}
+		if err := fn(t); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("select history: %w", err)
+	}
+	return nil
+}
+
+// ping reports whether PostgreSQL answers within timeout.
+func (s *store) ping(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return s.db.PingContext(ctx)
+}
+
+// maxBatch bounds how many calls one INSERT writes.
+const maxBatch = 2048
+
+// writeTimeout bounds one attempt to write a batch.
+const writeTimeout = 5 * time.Second
+
+// pendingCall is a call that is not written yet.
+type pendingCall struct {
+	pathID int64
+	micros int64 // microseconds since the Unix epoch
+}
+
+// batch is a group of calls written in one transaction. done is closed after the first
+// attempt to write it; ok says whether that attempt committed.
+type batch struct {
+	calls []pendingCall
+	done  chan struct{}
+	ok    bool
+}
+
+// writer is the single goroutine that writes calls: requests queue their call and wait
+// for the COMMIT of the batch that holds it (group commit). A lone call is written at once;
+// under load, calls gather while the previous batch commits, so batches grow by themselves.
+// While PostgreSQL is down, calls wait in the bounded queue and are written when it is back.
+type writer struct {
+	db  *sql.DB
+	log *slog.Logger
+	max int
+
+	mu      sync.Mutex
+	batches []*batch // the last one takes new calls while it is not full
+	queued  int
+	dropped int64
+
+	healthy  atomic.Bool
+	wake     chan struct{}
+	stop     chan struct{}
+	stopped  chan struct{}
+	stopOnce sync.Once
+
+	// Counters read by /metrics.
+	written   atomic.Int64
+	batchSize histogram
+	latency   histogram
+}
+
+// newWriter starts the writer goroutine with a queue of at most max calls.
+func newWriter(db *sql.DB, max int, log *slog.Logger) *writer {
+	w := &writer{
+		db: db, log: log, max: max,
+		wake:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		stopped:   make(chan struct{}),
+		batchSize: newHistogram(1, 4, 16, 64, 256, 1024, maxBatch),
+		latency:   newHistogram(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+	}
+	w.healthy.Store(true)
+	go w.loop()
+	return w
+}
+
+// enqueue queues a call and returns its batch, or nil when the queue is full and the call is lost.
+func (w *writer) enqueue(pathID int32, at time.Time) *batch {
+	w.mu.Lock()
+	if w.queued >= w.max {
+		w.dropped++
+		w.mu.Unlock()
+		return nil
+	}
+	var b *batch
+	if n := len(w.batches); n > 0 && len(w.batches[n-1].calls) < maxBatch {
+		b = w.batches[n-1]
+	} else {
+		b = &batch{done: make(chan struct{}), calls: make([]pendingCall, 0, 16)}
+		w.batches = append(w.batches, b)
+	}
+	b.calls = append(b.calls, pendingCall{pathID: int64(pathID), micros: at.UnixMicro()})
+	w.queued++
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	return b
+}
+
+// take removes the oldest batch from the queue, so that no call is added to it while it is written.
+func (w *writer) take() *batch {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.batches) == 0 {
+		return nil
+	}
+	b := w.batches[0]
+	w.batches[0] = nil
+	w.batches = w.batches[1:]
+	return b
+}
+
+// putBack returns a batch that could not be written to the front of the queue.
+func (w *writer) putBack(b *batch) {
+	w.mu.Lock()
+	w.batches = append([]*batch{b}, w.batches...)
+	w.mu.Unlock()
+}
+
+// finished removes a written batch from the queue's count.
+func (w *writer) finished(b *batch) {
+	w.mu.Lock()
+	w.queued -= len(b.calls)
+	w.mu.Unlock()
+}
+
+// queueLen returns how many calls wait to be written.
+func (w *writer) queueLen() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.queued
+}
+
+// droppedCalls returns how many calls were lost to a full queue.
+func (w *writer) droppedCalls() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.dropped
+}
+
+// loop writes batches until stop is closed and the queue is empty.
+func (w *writer) loop() {
+	defer close(w.stopped)
+	wait := 100 * time.Millisecond
+	var logged int64
+	for {
+		b := w.take()
+		if b == nil {
+			select {
+			case <-w.wake:
+				continue
+			case <-w.stop:
+				if w.queueLen() == 0 {
+					return
+				}
+				continue
+			}
+		}
+		start := time.Now()
+		err := w.write(b)
+		first := !isClosed(b.done)
+		if err == nil {
+			w.latency.observe(time.Since(start).Seconds())
+			w.batchSize.observe(float64(len(b.calls)))
+			w.written.Add(int64(len(b.calls)))
+			w.finished(b)
+			if !w.healthy.Swap(true) {
+				w.log.Info("PostgreSQL is back: writing queued calls", "queued", w.queueLen())
+			}
+			wait = 100 * time.Millisecond
+		} else {
+			if w.healthy.Swap(false) {
+				w.log.Error("cannot write calls: keeping them in memory until PostgreSQL is back", "err", err)
+			}
+			w.putBack(b)
+		}
+		if first {
+			b.ok = err == nil
+			close(b.done)
+		}
+		if d := w.droppedCalls(); d > logged {
+			w.log.Error("queue full: calls lost", "lost", d-logged, "lost_total", d, "queue_size", w.max)
+			logged = d
+		}
+		if err != nil {
+			select {
+			case <-time.After(wait):
+			case <-w.stop:
+				// Draining: keep trying at the same pace until the deadline of close.
+				time.Sleep(wait)
+			}
+			wait = min(2*wait, 5*time.Second)
+		}
+	}
+}
+
+// isClosed reports whether ch is closed.
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// write inserts the calls of one batch in one statement, so in one transaction.
+func (w *writer) write(b *batch) error {
+	ids := make([]int64, len(b.calls))
+	micros := make([]int64, len(b.calls))
+	for i, c := range b.calls {
+		ids[i], micros[i] = c.pathID, c.micros
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	_, err := w.db.ExecContext(ctx, `
+		INSERT INTO calls (path_id, timestamp)
+		SELECT p, 'epoch'::timestamptz + t * interval '1 microsecond'
+		FROM unnest($1::int8[], $2::int8[]) AS u (p, t)`, pq.Array(ids), pq.Array(micros))
+	if err != nil {
+		return fmt.Errorf("insert %d calls: %w", len(b.calls), err)
+	}
+	return nil
+}
+
+// close writes every queued call, until ctx ends, and stops the writer.
+func (w *writer) close(ctx context.Context) error {
+	w.stopOnce.Do(func() { close(w.stop) })
+	select {
+	case <-w.stopped:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%d calls not written before the shutdown deadline", w.queueLen())
+	}
+}
+
+// formatInt renders n for logs and plain-text answers.
+func formatInt(n int64) string {
+	return strconv.FormatInt(n, 10)
+}

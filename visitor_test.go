@@ -1,0 +1,120 @@
+package main
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestVisitorAddr(t *testing.T) {
+	trusted, _ := parsePrefixes([]string{"127.0.0.0/8", "::1/128", "10.0.0.0/8"})
+	for _, c := range []struct {
+		peer string
+		xff  []string
+		want string
+	}{
+		{"203.0.113.5:1234", nil, "203.0.113.5"},
+		{"203.0.113.5:1234", []string{"198.51.100.1"}, "203.0.113.5"}, // untrusted peer: header ignored
+		{"127.0.0.1:1234", []string{"198.51.100.1"}, "198.51.100.1"},
+		{"127.0.0.1:1234", []string{"198.51.100.1, 10.0.0.2"}, "198.51.100.1"},          // trusted hops skipped
+		{"127.0.0.1:1234", []string{"6.6.6.6, 198.51.100.1, 10.0.0.2"}, "198.51.100.1"}, // right-most untrusted
+		{"127.0.0.1:1234", []string{"6.6.6.6", "198.51.100.1"}, "198.51.100.1"},         // several headers
+		{"127.0.0.1:1234", []string{"garbage"}, "127.0.0.1"},
+		{"127.0.0.1:1234", []string{"198.51.100.1, "}, "127.0.0.1"},
+		{"127.0.0.1:1234", []string{"198.51.100.1:4711"}, "198.51.100.1"},
+		{"127.0.0.1:1234", []string{"[2001:db8::1]:4711"}, "2001:db8::"},
+		{"127.0.0.1:1234", []string{"10.0.0.1, 10.0.0.2"}, "10.0.0.1"}, // all trusted: the left-most
+		{"127.0.0.1:1234", []string{""}, "127.0.0.1"},
+		{"[::ffff:203.0.113.9]:1234", nil, "203.0.113.9"},
+		{"[2001:db8:aaaa:bbbb:1:2:3:4]:1234", nil, "2001:db8:aaaa:bbbb::"},
+		{"[2001:db8:aaaa:bbbb:5:6:7:8]:1234", nil, "2001:db8:aaaa:bbbb::"},
+		{"[::1]:1234", []string{"::ffff:198.51.100.7"}, "198.51.100.7"},
+	} {
+		r := &http.Request{RemoteAddr: c.peer, Header: http.Header{}}
+		for _, v := range c.xff {
+			r.Header.Add("X-Forwarded-For", v)
+		}
+		if got := visitorAddr(r, trusted); got != netip.MustParseAddr(c.want) {
+			t.Errorf("visitorAddr(peer %s, X-Forwarded-For %q) = %s; want %s", c.peer, c.xff, got, c.want)
+		}
+	}
+}
+
+func TestIsBot(t *testing.T) {
+	for _, c := range []struct {
+		ua   string
+		want bool
+	}{
+		{"", true},
+		{desktopUA, false},
+		{"Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1", false},
+		{"Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0", false},
+		{"Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", true},
+		{"Mozilla/5.0 (compatible; bingbot/2.0)", true},
+		{"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0 Safari/537.36", true},
+		{"facebookexternalhit/1.1", true},
+		{"Slackbot-LinkExpanding 1.0", true},
+		{"curl/8.5.0", true},
+		{"python-requests/2.31", true},
+		{"Go-http-client/1.1", true},
+		{"Mozilla/5.0 (compatible; YandexSpider)", true},
+		{strings.Repeat("x", 10_000) + "bot", false}, // only the first 512 bytes are read
+	} {
+		if got := isBot(c.ua); got != c.want {
+			t.Errorf("isBot(%.60q) = %v; want %v", c.ua, got, c.want)
+		}
+	}
+}
+
+func TestOptOutAndPrefetch(t *testing.T) {
+	h := func(kv ...string) http.Header {
+		out := http.Header{}
+		for i := 0; i < len(kv); i += 2 {
+			out.Set(kv[i], kv[i+1])
+		}
+		return out
+	}
+	for _, c := range []struct {
+		h                http.Header
+		optOut, prefetch bool
+	}{
+		{h(), false, false},
+		{h("DNT", "1"), true, false},
+		{h("DNT", "0"), false, false},
+		{h("Sec-GPC", "1"), true, false},
+		{h("Sec-Purpose", "prefetch"), false, true},
+		{h("Sec-Purpose", "prefetch;prerender"), false, true},
+		{h("Purpose", "prefetch"), false, true},
+	} {
+		if got := optedOut(c.h); got != c.optOut {
+			t.Errorf("optedOut(%v) = %v; want %v", c.h, got, c.optOut)
+		}
+		if got := isPrefetch(c.h); got != c.prefetch {
+			t.Errorf("isPrefetch(%v) = %v; want %v", c.h, got, c.prefetch)
+		}
+	}
+}
+
+// FuzzForwardedFor checks that any X-Forwarded-For gives a valid visitor without panicking,
+// and that an untrusted peer's header is never believed.
+func FuzzForwardedFor(f *testing.F) {
+	for _, s := range []string{"198.51.100.1", "1.2.3.4, 10.0.0.1", "garbage", "", ",,,", "[::1]:80", "::ffff:1.2.3.4", "fe80::1%eth0"} {
+		f.Add(s)
+	}
+	trusted, _ := parsePrefixes([]string{"127.0.0.0/8", "10.0.0.0/8"})
+	f.Fuzz(func(t *testing.T, xff string) {
+		r := &http.Request{RemoteAddr: "127.0.0.1:1", Header: http.Header{"X-Forwarded-For": {xff}}}
+		v := visitorAddr(r, trusted)
+		if !v.IsValid() || v.Is4In6() || v.Zone() != "" {
+			t.Fatalf("visitorAddr(X-Forwarded-For %q) = %v; want a valid address without zone", xff, v)
+		}
+		if v.Is6() && v != netip.PrefixFrom(v, 64).Masked().Addr() {
+			t.Fatalf("visitorAddr(X-Forwarded-For %q) = %v; want a /64", xff, v)
+		}
+		r.RemoteAddr = "203.0.113.1:1"
+		if got := visitorAddr(r, trusted); got != netip.MustParseAddr("203.0.113.1") {
+			t.Fatalf("untrusted peer with X-Forwarded-For %q = %v; want the peer", xff, got)
+		}
+	})
+}
