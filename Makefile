@@ -45,6 +45,11 @@ test: postgres vet
 	$(GO) test -run '^$$' -fuzz '^FuzzPath$$' -fuzztime $(FUZZTIME) .
 	$(GO) test -run '^$$' -fuzz '^FuzzForwardedFor$$' -fuzztime $(FUZZTIME) .
 
+## bench: /call under load against a bare net/http handler, and the Go benchmarks.
+bench: postgres wrk
+	./bench/run.sh
+	$(GO) test -run '^$$' -bench . -benchtime 1000000x .
+
 ## fuzz: the same fuzz targets, longer.
 fuzz:
 	$(MAKE) FUZZTIME=5m test

@@ -4,7 +4,11 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"log"
+	"log/slog"
 	"os"
+	"regexp"
+	"strings"
 	"sync"
 	"time"
 )
@@ -92,4 +96,24 @@ func (s *logSink) close() error {
 	<-s.done
 	s.flush()
 	return s.f.Close()
+}
+
+// addrPattern matches IPv4 and IPv6 addresses, with or without a port.
+var addrPattern = regexp.MustCompile(`\[?[0-9a-fA-F]*:[0-9a-fA-F:.]*:[0-9a-fA-F:.]*\]?(:\d+)?|\d+\.\d+\.\d+\.\d+(:\d+)?`)
+
+// serverErrorLog returns the logger for net/http's own messages, which name the client's
+// address (a panic in a handler, say): the address is replaced before the line is logged.
+func serverErrorLog(l *slog.Logger) *log.Logger {
+	return log.New(redactWriter{l}, "", 0)
+}
+
+// redactWriter logs each line written to it as a warning, with addresses removed.
+type redactWriter struct {
+	l *slog.Logger
+}
+
+// Write logs p without the addresses in it.
+func (r redactWriter) Write(p []byte) (int, error) {
+	r.l.Warn("http server", "msg", addrPattern.ReplaceAllString(strings.TrimSpace(string(p)), "[address]"))
+	return len(p), nil
 }

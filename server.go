@@ -40,6 +40,14 @@ var outcomeNames = [numOutcomes]string{
 	"invalid", "unknown", "limited", "unavailable",
 }
 
+// outcomeHeaders are the X-OxiTraffic header values, made once so that answers share them.
+var outcomeHeaders = func() (h [numOutcomes][]string) {
+	for o, name := range outcomeNames {
+		h[o] = []string{name}
+	}
+	return h
+}()
+
 // server answers every HTTP request of OxiTraffic.
 type server struct {
 	store    *store
@@ -177,7 +185,7 @@ func (s *server) sendImage(w http.ResponseWriter, o outcome) {
 	for k, v := range s.imageHdr {
 		h[k] = v
 	}
-	h["X-Oxitraffic"] = []string{outcomeNames[o]}
+	h["X-Oxitraffic"] = outcomeHeaders[o]
 	w.Write(s.image)
 }
 

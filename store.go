@@ -42,6 +42,8 @@ func openDB(ctx context.Context, cfg DBConfig, log *slog.Logger) (*sql.DB, error
 		ConnectTimeout:  5 * time.Second,
 		ApplicationName: "oxitraffic",
 		TZ:              "UTC",
+		// One round trip per parameterized statement instead of two.
+		BinaryParameters: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("database settings: %w", err)
@@ -292,10 +294,14 @@ type batch struct {
 	ok    bool
 }
 
-// writer is the single goroutine that writes calls: requests queue their call and wait
-// for the COMMIT of the batch that holds it (group commit). A lone call is written at once;
-// under load, calls gather while the previous batch commits, so batches grow by themselves.
-// While PostgreSQL is down, calls wait in the bounded queue and are written when it is back.
+// writers is how many batches may be in flight at once, so that one batch is sent while
+// another waits for its COMMIT.
+const writers = 1
+
+// writer writes calls in groups: requests queue their call and wait for the COMMIT of the
+// batch that holds it (group commit). A lone call is written at once; under load, calls
+// gather while earlier batches commit, so batches grow by themselves. While PostgreSQL is
+// down, calls wait in the bounded queue and are written when it is back.
 type writer struct {
 	db  *sql.DB
 	log *slog.Logger
@@ -311,6 +317,7 @@ type writer struct {
 	stop     chan struct{}
 	stopped  chan struct{}
 	stopOnce sync.Once
+	logged   atomic.Int64 // lost calls already logged
 
 	// Counters read by /metrics.
 	written   atomic.Int64
@@ -318,7 +325,7 @@ type writer struct {
 	latency   histogram
 }
 
-// newWriter starts the writer goroutine with a queue of at most max calls.
+// newWriter starts the writer goroutines with a queue of at most max calls.
 func newWriter(db *sql.DB, max int, log *slog.Logger) *writer {
 	w := &writer{
 		db: db, log: log, max: max,
@@ -329,7 +336,18 @@ func newWriter(db *sql.DB, max int, log *slog.Logger) *writer {
 		latency:   newHistogram(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
 	}
 	w.healthy.Store(true)
-	go w.loop()
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.loop()
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(w.stopped)
+	}()
 	return w
 }
 
@@ -351,11 +369,16 @@ func (w *writer) enqueue(pathID int32, at time.Time) *batch {
 	b.calls = append(b.calls, pendingCall{pathID: int64(pathID), micros: at.UnixMicro()})
 	w.queued++
 	w.mu.Unlock()
+	w.signal()
+	return b
+}
+
+// signal wakes one idle writer goroutine, if any.
+func (w *writer) signal() {
 	select {
 	case w.wake <- struct{}{}:
 	default:
 	}
-	return b
 }
 
 // take removes the oldest batch from the queue, so that no call is added to it while it is written.
@@ -399,11 +422,9 @@ func (w *writer) droppedCalls() int64 {
 	return w.dropped
 }
 
-// loop writes batches until stop is closed and the queue is empty.
+// loop writes batches until stop is closed and the queue is empty; several run at once.
 func (w *writer) loop() {
-	defer close(w.stopped)
 	wait := 100 * time.Millisecond
-	var logged int64
 	for {
 		b := w.take()
 		if b == nil {
@@ -412,11 +433,14 @@ func (w *writer) loop() {
 				continue
 			case <-w.stop:
 				if w.queueLen() == 0 {
+					w.signal() // so that the next idle goroutine sees stop too
 					return
 				}
 				continue
 			}
 		}
+		// More may be waiting: let another goroutine take the next batch meanwhile.
+		w.signal()
 		start := time.Now()
 		err := w.write(b)
 		first := !isClosed(b.done)
@@ -439,9 +463,8 @@ func (w *writer) loop() {
 			b.ok = err == nil
 			close(b.done)
 		}
-		if d := w.droppedCalls(); d > logged {
+		if d, logged := w.droppedCalls(), w.logged.Load(); d > logged && w.logged.CompareAndSwap(logged, d) {
 			w.log.Error("queue full: calls lost", "lost", d-logged, "lost_total", d, "queue_size", w.max)
-			logged = d
 		}
 		if err != nil {
 			select {

@@ -87,10 +87,19 @@ var botMarkers = []string{
 	"http_request", "scrapy", "nutch", "ia_archiver", "check_http", "zgrab", "masscan",
 }
 
+// markersByFirstByte indexes botMarkers by their first byte, so that isBot looks at each
+// byte of a User-Agent once and compares only the few markers that start with it.
+var markersByFirstByte = func() (idx [256][]string) {
+	for _, m := range botMarkers {
+		idx[m[0]] = append(idx[m[0]], m)
+	}
+	return idx
+}()
+
 // maxUserAgent is how much of a User-Agent is looked at; real browsers send far less.
 const maxUserAgent = 512
 
-// isBot reports whether the User-Agent is empty or matches one of botMarkers.
+// isBot reports whether the User-Agent is empty or contains one of botMarkers, ignoring case.
 func isBot(ua string) bool {
 	if ua == "" {
 		return true
@@ -98,32 +107,35 @@ func isBot(ua string) bool {
 	if len(ua) > maxUserAgent {
 		ua = ua[:maxUserAgent]
 	}
-	var buf [maxUserAgent]byte
-	lower := buf[:len(ua)]
 	for i := range len(ua) {
-		c := ua[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		lower[i] = c
-	}
-	for _, m := range botMarkers {
-		if bytesContains(lower, m) {
-			return true
+		for _, m := range markersByFirstByte[lower(ua[i])] {
+			if hasPrefixFold(ua[i:], m) {
+				return true
+			}
 		}
 	}
 	return false
 }
 
-// bytesContains reports whether s contains sub, without converting s to a string.
-func bytesContains(s []byte, sub string) bool {
-	first := sub[0]
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i] == first && string(s[i:i+len(sub)]) == sub {
-			return true
+// lower returns the ASCII lower case of c.
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// hasPrefixFold reports whether s starts with the lower-case marker m, ignoring ASCII case.
+func hasPrefixFold(s, m string) bool {
+	if len(s) < len(m) {
+		return false
+	}
+	for j := range len(m) {
+		if lower(s[j]) != m[j] {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 // isPrefetch reports whether the browser is only prefetching the image, not showing it.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -117,4 +118,20 @@ func FuzzForwardedFor(f *testing.F) {
 			t.Fatalf("untrusted peer with X-Forwarded-For %q = %v; want the peer", xff, got)
 		}
 	})
+}
+
+func TestServerErrorLogHasNoAddress(t *testing.T) {
+	var buf syncBuffer
+	l := serverErrorLog(slog.New(slog.NewTextHandler(&buf, nil)))
+	l.Printf("http: panic serving 203.0.113.8:4711: boom")
+	l.Printf("http: TLS handshake error from [2001:db8::7]:443: EOF")
+	l.Printf("http: panic serving [::ffff:198.51.100.2]:1: x")
+	for _, ip := range []string{"203.0.113.8", "2001:db8::7", "198.51.100.2"} {
+		if strings.Contains(buf.String(), ip) {
+			t.Errorf("server error log holds %s:\n%s", ip, buf.String())
+		}
+	}
+	if !strings.Contains(buf.String(), "boom") {
+		t.Errorf("server error log lost the message:\n%s", buf.String())
+	}
 }
