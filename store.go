@@ -125,7 +125,9 @@ func newStore(ctx context.Context, db *sql.DB, queueSize int, log *slog.Logger) 
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("load paths: %w", err)
 	}
-	s.w = newWriter(db, queueSize, log)
+	if s.w, err = newWriter(ctx, db, queueSize, log); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -319,16 +321,29 @@ type writer struct {
 	stopOnce sync.Once
 	logged   atomic.Int64 // lost calls already logged
 
+	// insert is prepared once, so that PostgreSQL parses and plans it only once per connection.
+	insert *sql.Stmt
+
 	// Counters read by /metrics.
 	written   atomic.Int64
 	batchSize histogram
 	latency   histogram
 }
 
-// newWriter starts the writer goroutines with a queue of at most max calls.
-func newWriter(db *sql.DB, max int, log *slog.Logger) *writer {
+// insertCalls writes a batch: path ids and times in microseconds since the epoch, as arrays.
+const insertCalls = `
+	INSERT INTO calls (path_id, timestamp)
+	SELECT p, 'epoch'::timestamptz + t * interval '1 microsecond'
+	FROM unnest($1::int8[], $2::int8[]) AS u (p, t)`
+
+// newWriter prepares the INSERT and starts the writer goroutines with a queue of at most max calls.
+func newWriter(ctx context.Context, db *sql.DB, max int, log *slog.Logger) (*writer, error) {
+	insert, err := db.PrepareContext(ctx, insertCalls)
+	if err != nil {
+		return nil, fmt.Errorf("prepare insert: %w", err)
+	}
 	w := &writer{
-		db: db, log: log, max: max,
+		db: db, log: log, max: max, insert: insert,
 		wake:      make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		stopped:   make(chan struct{}),
@@ -348,7 +363,7 @@ func newWriter(db *sql.DB, max int, log *slog.Logger) *writer {
 		wg.Wait()
 		close(w.stopped)
 	}()
-	return w
+	return w, nil
 }
 
 // enqueue queues a call and returns its batch, or nil when the queue is full and the call is lost.
@@ -497,10 +512,7 @@ func (w *writer) write(b *batch) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
-	_, err := w.db.ExecContext(ctx, `
-		INSERT INTO calls (path_id, timestamp)
-		SELECT p, 'epoch'::timestamptz + t * interval '1 microsecond'
-		FROM unnest($1::int8[], $2::int8[]) AS u (p, t)`, pq.Array(ids), pq.Array(micros))
+	_, err := w.insert.ExecContext(ctx, pq.Array(ids), pq.Array(micros))
 	if err != nil {
 		return fmt.Errorf("insert %d calls: %w", len(b.calls), err)
 	}
@@ -512,7 +524,7 @@ func (w *writer) close(ctx context.Context) error {
 	w.stopOnce.Do(func() { close(w.stop) })
 	select {
 	case <-w.stopped:
-		return nil
+		return w.insert.Close()
 	case <-ctx.Done():
 		return fmt.Errorf("%d calls not written before the shutdown deadline", w.queueLen())
 	}
