@@ -1,0 +1,169 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func TestWhatIsNotCounted(t *testing.T) {
+	for _, c := range []struct {
+		name, config string
+		header       []string
+		want         string
+	}{
+		{"a crawler", "", []string{"User-Agent", "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"}, "bot"},
+		{"a headless browser", "", []string{"User-Agent", "Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/120.0 Safari/537.36"}, "bot"},
+		{"an empty User-Agent", "", []string{"User-Agent", ""}, "bot"},
+		{"a prefetch", "", []string{"Sec-Purpose", "prefetch"}, "prefetch"},
+		{"bots counted when ignore_bots is off", "ignore_bots: false\n", []string{"User-Agent", "curl/8.5.0"}, "counted"},
+		{"DNT ignored by default", "", []string{"DNT", "1"}, "counted"},
+		{"DNT respected", "respect_dnt: true\n", []string{"DNT", "1"}, "dnt"},
+		{"GPC respected", "respect_dnt: true\n", []string{"Sec-GPC", "1"}, "dnt"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := startDaemon(t, c.config)
+			resp := d.call(t, "/blog", "203.0.113.50", c.header...)
+			if resp.StatusCode != 200 || resp.Header.Get("X-OxiTraffic") != c.want || resp.Header.Get("Content-Type") != "image/gif" {
+				t.Errorf("GET /call/blog = %d %q %q; want 200 %q with the image", resp.StatusCode, resp.Header.Get("X-OxiTraffic"), resp.Header.Get("Content-Type"), c.want)
+			}
+			wantRows := 0
+			if c.want == "counted" {
+				wantRows = 1
+			}
+			if n := d.rows(t, "blog"); n != wantRows {
+				t.Errorf("rows = %d; want %d", n, wantRows)
+			}
+		})
+	}
+}
+
+func TestIPv6VisitorIsItsSlash64(t *testing.T) {
+	d := startDaemon(t, "")
+	for _, c := range []struct{ xff, want string }{
+		{"2001:db8:1:2::1", "counted"},
+		{"2001:db8:1:2:aaaa:bbbb:cccc:dddd", "duplicate"}, // same /64, rotated low bits
+		{"2001:db8:1:3::1", "counted"},
+		{"::ffff:203.0.113.60", "counted"},
+		{"203.0.113.60", "duplicate"}, // IPv4-mapped IPv6 is IPv4
+	} {
+		if resp := d.call(t, "/blog", c.xff); resp.Header.Get("X-OxiTraffic") != c.want {
+			t.Errorf("call as %s = %q; want %q", c.xff, resp.Header.Get("X-OxiTraffic"), c.want)
+		}
+	}
+}
+
+func TestChecksOfNewPathsAreBounded(t *testing.T) {
+	d := startDaemon(t, "")
+
+	// 50 requests for one unknown path, at once and after each other: one check.
+	var wg sync.WaitGroup
+	for i := range 25 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.call(t, "/no-such-page", fmt.Sprintf("198.51.100.%d", i+1))
+		}()
+	}
+	wg.Wait()
+	for i := range 25 {
+		if resp := d.call(t, "/no-such-page", fmt.Sprintf("198.51.100.%d", i+100)); resp.StatusCode != 404 {
+			t.Errorf("unknown path = %d; want 404", resp.StatusCode)
+		}
+	}
+	if n := d.site.requests.Load(); n != 1 {
+		t.Errorf("checks for 50 requests of one unknown path = %d; want 1", n)
+	}
+
+	// 300 distinct unknown paths from one visitor: the visitor's budget bounds the checks.
+	statuses := map[int]int{}
+	for i := range 300 {
+		resp := d.call(t, fmt.Sprintf("/invented-%d", i), "203.0.113.66")
+		statuses[resp.StatusCode]++
+	}
+	checks := d.site.requests.Load() - 1
+	if checks > 20 {
+		t.Errorf("checks for 300 invented paths from one visitor = %d; want at most 20 (verify.per_visitor_per_minute)", checks)
+	}
+	if statuses[429] < 280 || statuses[200] != 0 {
+		t.Errorf("statuses of 300 invented paths = %v; want 429 beyond the budget and no 200", statuses)
+	}
+
+	// Another visitor still gets its checks, and the daemon still counts.
+	if resp := d.call(t, "/blog", "203.0.113.67"); resp.Header.Get("X-OxiTraffic") != "counted" {
+		t.Errorf("a real page after the flood = %d %q; want counted", resp.StatusCode, resp.Header.Get("X-OxiTraffic"))
+	}
+	var paths int
+	d.db.QueryRow("SELECT count(*) FROM paths").Scan(&paths)
+	if paths != 1 {
+		t.Errorf("paths rows = %d; want 1 (blog)", paths)
+	}
+}
+
+func TestOverallCheckBudget(t *testing.T) {
+	d := startDaemon(t, "verify:\n  per_minute: 5\n")
+	limited := 0
+	for i := range 30 {
+		resp := d.call(t, fmt.Sprintf("/invented-%d", i), fmt.Sprintf("198.51.100.%d", i+1))
+		if resp.StatusCode == 429 {
+			limited++
+		}
+	}
+	if n := d.site.requests.Load(); n != 5 || limited != 25 {
+		t.Errorf("30 invented paths from 30 visitors with per_minute 5: %d checks, %d answered 429; want 5 and 25", n, limited)
+	}
+}
+
+func TestOversizedHeadersAreRefused(t *testing.T) {
+	d := startDaemon(t, "")
+	req, _ := http.NewRequest(http.MethodGet, d.url+"/call/blog", nil)
+	req.Header.Set("User-Agent", desktopUA)
+	req.Header.Set("X-Junk", strings.Repeat("x", 64<<10))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("64 KiB header = %d; want 431", resp.StatusCode)
+	}
+}
+
+func TestAbuseLeavesNoAddressBehind(t *testing.T) {
+	d := startDaemon(t, "respect_dnt: true\n")
+	ips := []string{"203.0.113.91", "2001:db8:abcd:ef01::91", "198.51.100.92"}
+	for _, ip := range ips {
+		d.call(t, "/blog", ip)
+		d.call(t, "/blog", ip, "DNT", "1")
+		d.call(t, "/blog", ip, "User-Agent", "Googlebot")
+		d.call(t, "/away", ip)
+		d.call(t, "/%2e%2e", ip)
+		for i := range 25 {
+			d.call(t, fmt.Sprintf("/x%d", i), ip)
+		}
+	}
+	d.stop(t)
+	dump := pgDump(t, d.dbCfg)
+	var files []string
+	filepath.Walk(d.dataDir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			files = append(files, p)
+		}
+		return nil
+	})
+	for _, ip := range append(ips, "2001:db8:abcd:ef01") {
+		if strings.Contains(dump, ip) {
+			t.Errorf("pg_dump holds %s", ip)
+		}
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			if strings.Contains(string(b), ip) {
+				t.Errorf("%s holds %s", filepath.Base(f), ip)
+			}
+		}
+	}
+}
