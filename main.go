@@ -179,6 +179,7 @@ func newServer(cfg Config, st *store, image []byte, log *slog.Logger) *server {
 		bots:    cfg.IgnoreBots,
 		dnt:     cfg.RespectDNT,
 		started: now,
+		metrics: cfg.MetricsAddress == "",
 		image:   image,
 		imageHdr: http.Header{
 			"Content-Type":           {ct},

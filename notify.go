@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net"
+	"os"
 	"strconv"
 	"time"
 )
@@ -31,6 +32,9 @@ func watchdog(ctx context.Context, getenv func(string) string, healthy func(cont
 	usec, err := strconv.ParseInt(getenv("WATCHDOG_USEC"), 10, 64)
 	if err != nil || usec <= 0 || getenv("NOTIFY_SOCKET") == "" {
 		return
+	}
+	if pid := getenv("WATCHDOG_PID"); pid != "" && pid != strconv.Itoa(os.Getpid()) {
+		return // meant for another process
 	}
 	t := time.NewTicker(time.Duration(usec) * time.Microsecond / 2)
 	defer t.Stop()

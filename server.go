@@ -59,6 +59,7 @@ type server struct {
 	bots     bool // ignore crawlers and prefetches
 	dnt      bool // respect DNT and Sec-GPC
 	started  time.Time
+	metrics  bool // serve /metrics on the main listener
 	image    []byte
 	imageHdr http.Header // headers of the image answer, shared by every answer
 	outcomes [numOutcomes]atomic.Int64
@@ -95,7 +96,9 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("GET /api/history", s.handleHistory)
 	mux.HandleFunc("GET /api/history/{path...}", s.handleHistory)
 	mux.HandleFunc("GET /healthz", s.handleHealth)
-	mux.HandleFunc("GET /metrics", s.handleMetrics)
+	if s.metrics {
+		mux.HandleFunc("GET /metrics", s.handleMetrics)
+	}
 	return rejectDotSegments(mux)
 }
 

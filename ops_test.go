@@ -1,0 +1,257 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestNotifySocketGetsReadyAndStopping(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	d := startDaemonEnv(t, "", map[string]string{"NOTIFY_SOCKET": sock, "WATCHDOG_USEC": "200000"})
+	read := func() string {
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 256)
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("reading the notify socket: %v", err)
+		}
+		return string(buf[:n])
+	}
+	if got := read(); got != "READY=1" {
+		t.Fatalf("first notification = %q; want READY=1", got)
+	}
+	if got := read(); got != "WATCHDOG=1" {
+		t.Errorf("notification within a watchdog period = %q; want WATCHDOG=1", got)
+	}
+	d.stop(t)
+	for {
+		got := read()
+		if got == "STOPPING=1" {
+			break
+		}
+		if got != "WATCHDOG=1" {
+			t.Fatalf("notification at stop = %q; want STOPPING=1", got)
+		}
+	}
+}
+
+// startDaemonEnv is startDaemon with environment variables.
+func startDaemonEnv(t *testing.T, extra string, env map[string]string) *daemon {
+	t.Helper()
+	dbCfg, db := newTestDB(t)
+	st := newSite(t)
+	d := &daemon{dbCfg: dbCfg, db: db, site: st, dataDir: writeDataDir(t, dbCfg, st.URL, extra)}
+	d.start(t, env)
+	return d
+}
+
+// metricLine is one sample line of the Prometheus text format.
+var metricLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (-?[0-9.e+-]+|\+Inf|NaN)$`)
+
+// parseMetrics checks the Prometheus text exposition format and returns the samples.
+func parseMetrics(t *testing.T, body string) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	typed := map[string]bool{}
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "# HELP ") {
+			continue
+		}
+		if f, ok := strings.CutPrefix(line, "# TYPE "); ok {
+			parts := strings.Fields(f)
+			if len(parts) != 2 || !strings.Contains("counter gauge histogram summary untyped", parts[1]) {
+				t.Errorf("bad TYPE line %q", line)
+			}
+			typed[parts[0]] = true
+			continue
+		}
+		m := metricLine.FindStringSubmatch(line)
+		if m == nil {
+			t.Errorf("bad metrics line %q", line)
+			continue
+		}
+		base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(m[1], "_bucket"), "_sum"), "_count")
+		if !typed[m[1]] && !typed[base] {
+			t.Errorf("metric %s has no TYPE line before it", m[1])
+		}
+		v, _ := strconv.ParseFloat(m[4], 64)
+		out[m[1]+m[2]] = v
+	}
+	return out
+}
+
+func TestMetricsMoveWithCalls(t *testing.T) {
+	d := startDaemon(t, "")
+	status, body := get(t, d.url+"/metrics")
+	if status != 200 {
+		t.Fatalf("GET /metrics = %d", status)
+	}
+	before := parseMetrics(t, body)
+	d.call(t, "/blog", "203.0.113.1")
+	d.call(t, "/blog", "203.0.113.1")
+	d.call(t, "/nope", "203.0.113.1")
+	d.call(t, "/blog", "203.0.113.1", "User-Agent", "Googlebot")
+	_, body = get(t, d.url+"/metrics")
+	after := parseMetrics(t, body)
+	for _, c := range []struct {
+		name string
+		want float64
+	}{
+		{`oxitraffic_calls_total{outcome="counted"}`, 1},
+		{`oxitraffic_calls_total{outcome="duplicate"}`, 1},
+		{`oxitraffic_calls_total{outcome="unknown"}`, 1},
+		{`oxitraffic_calls_total{outcome="bot"}`, 1},
+		{`oxitraffic_verifications_total{result="found"}`, 1},
+		{`oxitraffic_verifications_total{result="not_found"}`, 1},
+		{`oxitraffic_calls_written_total`, 1},
+		{`oxitraffic_dedup_entries`, 1},
+		{`oxitraffic_write_batch_size_count`, 1},
+		{`oxitraffic_write_seconds_count`, 1},
+	} {
+		if got := after[c.name] - before[c.name]; got != c.want {
+			t.Errorf("%s moved by %v; want %v", c.name, got, c.want)
+		}
+	}
+	if _, ok := after["oxitraffic_queue_length"]; !ok {
+		t.Errorf("no oxitraffic_queue_length in /metrics")
+	}
+}
+
+func TestMetricsOnTheirOwnAddress(t *testing.T) {
+	d := startDaemon(t, "metrics_address: \"127.0.0.1:0\"\n")
+	if status, _ := get(t, d.url+"/metrics"); status != 404 {
+		t.Errorf("GET /metrics on the main listener with metrics_address set = %d; want 404", status)
+	}
+	logs, _ := os.ReadFile(filepath.Join(d.dataDir, logFileName))
+	m := regexp.MustCompile(`msg=metrics address=(\S+)`).FindSubmatch(logs)
+	if m == nil {
+		t.Fatalf("the log does not name the metrics address:\n%s", logs)
+	}
+	if status, body := get(t, string(m[1])); status != 200 || !strings.Contains(body, "oxitraffic_calls_total") {
+		t.Errorf("GET %s = %d; want 200 with the metrics", m[1], status)
+	}
+}
+
+func TestSIGHUPReopensTheLogFile(t *testing.T) {
+	dbCfg, _ := newTestDB(t)
+	st := newSite(t)
+	dir := writeDataDir(t, dbCfg, st.URL, "")
+	p := startProcess(t, dir)
+	logPath := filepath.Join(dir, logFileName)
+	if err := os.Rename(logPath, logPath+".1"); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(logPath)
+		if err == nil && strings.Contains(string(b), "log file reopened") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no new log file with \"log file reopened\" within 10s of SIGHUP (%v)", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	old, _ := os.ReadFile(logPath + ".1")
+	if !strings.Contains(string(old), "msg=listening") {
+		t.Errorf("the rotated file lost the lines before SIGHUP:\n%s", old)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.cmd.Wait(); err != nil {
+		t.Errorf("exit after SIGTERM = %v; want 0", err)
+	}
+}
+
+func TestCheckAndVersionFlags(t *testing.T) {
+	dbCfg, _ := newTestDB(t)
+	good := writeDataDir(t, dbCfg, "http://127.0.0.1:1", "")
+	badDB := dbCfg
+	badDB.Database = "no_such_database"
+	bad := writeDataDir(t, badDB, "http://127.0.0.1:1", "")
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, dir, arg string
+		code           int
+		out            string
+	}{
+		{"version", good, "-version", 0, "oxitraffic " + version},
+		{"good config", good, "-check", 0, "configuration ok"},
+		{"unreachable database", bad, "-check", 1, "PostgreSQL could not be reached"},
+		{"bad config", t.TempDir(), "-check", 1, "config.yaml"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, c.arg)
+			cmd.Env = append(os.Environ(), "OXITRAFFIC_DATA_DIR="+c.dir)
+			out, _ := cmd.CombinedOutput()
+			if code := cmd.ProcessState.ExitCode(); code != c.code || !strings.Contains(string(out), c.out) {
+				t.Errorf("oxitraffic %s = exit %d, %q; want exit %d and %q", c.arg, code, out, c.code, c.out)
+			}
+		})
+	}
+	// -check does not listen or write a log.
+	if _, err := os.Stat(filepath.Join(good, logFileName)); err == nil {
+		t.Errorf("-check wrote %s", logFileName)
+	}
+}
+
+func TestSystemdUnit(t *testing.T) {
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Log("systemd-analyze is not installed (Debian: systemd); the unit is not checked")
+		return
+	}
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit, err := os.ReadFile("oxitraffic.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// verify checks that ExecStart exists: point it at the binary just built.
+	path := filepath.Join(t.TempDir(), "oxitraffic.service")
+	os.WriteFile(path, []byte(strings.ReplaceAll(string(unit), "/usr/local/bin/oxitraffic", bin)), 0o644)
+	if out, err := exec.Command(analyze, "verify", path).CombinedOutput(); err != nil || len(out) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	out, err := exec.Command(analyze, "security", "--offline=true", "--no-pager", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("systemd-analyze security: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+) (\S+)`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("systemd-analyze security printed no exposure level:\n%s", out)
+	}
+	score, _ := strconv.ParseFloat(string(m[1]), 64)
+	if score > 2.0 {
+		t.Errorf("exposure level = %s %s; want at most 2.0", m[1], m[2])
+	}
+	readme, _ := os.ReadFile("README.md")
+	if want := fmt.Sprintf("exposure %s %s", m[1], m[2]); !strings.Contains(string(readme), want) {
+		t.Errorf("README does not quote the score %q", want)
+	}
+}
