@@ -21,7 +21,7 @@ func newBenchServer(b *testing.B) (http.Handler, *server) {
 	if err := applySchema(context.Background(), db); err != nil {
 		b.Fatal(err)
 	}
-	s, err := newStore(context.Background(), db, cfg.QueueSize, discardLog())
+	s, err := newStore(context.Background(), db, cfg.QueueSize, 0, discardLog())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -399,9 +399,14 @@ func parsePrefixes(list []string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// offsetSeconds returns the configured UTC offset in seconds.
+func (c Config) offsetSeconds() int {
+	return c.UTCOffset.Hours*3600 + c.UTCOffset.Minutes*60
+}
+
 // location returns the configured UTC offset as a time zone.
 func (c Config) location() *time.Location {
-	secs := c.UTCOffset.Hours*3600 + c.UTCOffset.Minutes*60
+	secs := c.offsetSeconds()
 	return time.FixedZone(formatOffset(secs), secs)
 }
 

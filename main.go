@@ -85,7 +85,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Error("start failed", "err", err)
 		return err
 	}
-	st, err := newStore(ctx, db, cfg.QueueSize, log)
+	offset := cfg.offsetSeconds()
+	if err := syncRollups(ctx, db, offset, log); err != nil {
+		log.Error("start failed", "err", err)
+		return err
+	}
+	st, err := newStore(ctx, db, cfg.QueueSize, offset, log)
 	if err != nil {
 		log.Error("start failed", "err", err)
 		return err

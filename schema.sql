@@ -30,3 +30,25 @@ CREATE UNIQUE INDEX IF NOT EXISTS paths_path_key ON paths (path);
 
 -- Counts, single counts and histories all read the calls of one path in time order.
 CREATE INDEX IF NOT EXISTS calls_path_id_timestamp ON calls (path_id, timestamp);
+
+-- Rollups, written in the same statement as the calls: the number of calls and the first
+-- call of each path, and the calls of each path per day at the configured UTC offset.
+-- At start they are checked against calls and rebuilt when they disagree (a database of
+-- the original OxiTraffic, or a changed offset).
+CREATE TABLE IF NOT EXISTS path_counts (
+    path_id INTEGER PRIMARY KEY,
+    count BIGINT NOT NULL,
+    first_call TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS daily_calls (
+    path_id INTEGER NOT NULL,
+    day DATE NOT NULL,
+    count BIGINT NOT NULL,
+    PRIMARY KEY (path_id, day)
+);
+
+CREATE TABLE IF NOT EXISTS oxitraffic_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);

@@ -97,16 +97,18 @@ func applySchema(ctx context.Context, db *sql.DB) error {
 
 // store holds every query of OxiTraffic, a cache of known paths and the call writer.
 type store struct {
-	db *sql.DB
-	w  *writer
+	db     *sql.DB
+	w      *writer
+	offset int // the UTC offset in seconds
 
 	mu    sync.RWMutex
 	paths map[string]int32
 }
 
-// newStore loads the known paths and starts the call writer.
-func newStore(ctx context.Context, db *sql.DB, queueSize int, log *slog.Logger) (*store, error) {
-	s := &store{db: db, paths: map[string]int32{}}
+// newStore loads the known paths and starts the call writer; offset is the configured UTC
+// offset in seconds.
+func newStore(ctx context.Context, db *sql.DB, queueSize, offset int, log *slog.Logger) (*store, error) {
+	s := &store{db: db, paths: map[string]int32{}, offset: offset}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	rows, err := db.QueryContext(ctx, "SELECT id, path FROM paths")
@@ -125,7 +127,7 @@ func newStore(ctx context.Context, db *sql.DB, queueSize int, log *slog.Logger) 
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("load paths: %w", err)
 	}
-	if s.w, err = newWriter(ctx, db, queueSize, log); err != nil {
+	if s.w, err = newWriter(ctx, db, queueSize, offset, log); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -191,8 +193,8 @@ func (s *store) counts(ctx context.Context) ([]pathCount, error) {
 	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
 	rows, err := s.db.QueryContext(ctx, `
-		SELECT p.path, coalesce(c.n, 0)
-		FROM paths p LEFT JOIN (SELECT path_id, count(*) AS n FROM calls GROUP BY path_id) c ON c.path_id = p.id
+		SELECT p.path, coalesce(c.count, 0)
+		FROM paths p LEFT JOIN path_counts c ON c.path_id = p.id
 		ORDER BY 2 DESC, p.path COLLATE "C"`)
 	if err != nil {
 		return nil, fmt.Errorf("select counts: %w", err)
@@ -221,7 +223,8 @@ func (s *store) count(ctx context.Context, path string) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
 	var n int64
-	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM calls WHERE path_id = $1", id).Scan(&n); err != nil {
+	err = s.db.QueryRowContext(ctx, "SELECT coalesce((SELECT count FROM path_counts WHERE path_id = $1), 0)", id).Scan(&n)
+	if err != nil {
 		return 0, fmt.Errorf("select count: %w", err)
 	}
 	return n, nil
@@ -266,6 +269,61 @@ func (s *store) history(ctx context.Context, path string, tr timeRange, fn func(
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("select history: %w", err)
 	}
+	return nil
+}
+
+// offsetInterval renders an offset in seconds as a PostgreSQL interval.
+func offsetInterval(secs int) string {
+	return fmt.Sprintf("%d seconds", secs)
+}
+
+// syncRollups checks the rollups against calls and rebuilds them when they disagree or were
+// made for another UTC offset: a database of the original OxiTraffic, or a changed offset.
+func syncRollups(ctx context.Context, db *sql.DB, offset int, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("check rollups: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", schemaLockID); err != nil {
+		return fmt.Errorf("check rollups: lock: %w", err)
+	}
+	var ok bool
+	err = tx.QueryRowContext(ctx, `
+		SELECT (SELECT count(*) FROM calls) = (SELECT coalesce(sum(count), 0) FROM path_counts)
+		   AND (SELECT value FROM oxitraffic_meta WHERE key = 'rollup_offset') IS NOT DISTINCT FROM $1`,
+		strconv.Itoa(offset)).Scan(&ok)
+	if err != nil {
+		return fmt.Errorf("check rollups: %w", err)
+	}
+	if ok {
+		return nil
+	}
+	log.Info("rebuilding the rollups from calls", "utc_offset_seconds", offset)
+	start := time.Now()
+	for _, st := range []struct {
+		query string
+		args  []any
+	}{
+		{"TRUNCATE daily_calls, path_counts", nil},
+		{`INSERT INTO daily_calls (path_id, day, count)
+		  SELECT path_id, ((timestamp::timestamptz + $1::interval) AT TIME ZONE 'UTC')::date, count(*) FROM calls GROUP BY 1, 2`,
+			[]any{offsetInterval(offset)}},
+		{`INSERT INTO path_counts (path_id, count, first_call)
+		  SELECT path_id, count(*), min(timestamp) FROM calls GROUP BY 1`, nil},
+		{`INSERT INTO oxitraffic_meta (key, value) VALUES ('rollup_offset', $1)
+		  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, []any{strconv.Itoa(offset)}},
+	} {
+		if _, err := tx.ExecContext(ctx, st.query, st.args...); err != nil {
+			return fmt.Errorf("rebuild rollups: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("rebuild rollups: %w", err)
+	}
+	log.Info("rollups rebuilt", "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -323,6 +381,7 @@ type writer struct {
 
 	// insert is prepared once, so that PostgreSQL parses and plans it only once per connection.
 	insert *sql.Stmt
+	offset int // the UTC offset in seconds, for the daily rollup
 
 	// Counters read by /metrics.
 	written   atomic.Int64
@@ -330,20 +389,34 @@ type writer struct {
 	latency   histogram
 }
 
-// insertCalls writes a batch: path ids and times in microseconds since the epoch, as arrays.
+// insertCalls writes a batch, path ids and times in microseconds since the epoch as arrays,
+// and adds it to the rollups, in one statement and so in one transaction. $3 is the UTC
+// offset as an interval.
 const insertCalls = `
-	INSERT INTO calls (path_id, timestamp)
-	SELECT p, 'epoch'::timestamptz + t * interval '1 microsecond'
-	FROM unnest($1::int8[], $2::int8[]) AS u (p, t)`
+	WITH ins AS (
+		INSERT INTO calls (path_id, timestamp)
+		SELECT p, 'epoch'::timestamptz + t * interval '1 microsecond'
+		FROM unnest($1::int8[], $2::int8[]) AS u (p, t)
+		RETURNING path_id, timestamp
+	), days AS (
+		INSERT INTO daily_calls (path_id, day, count)
+		SELECT path_id, ((timestamp + $3::interval) AT TIME ZONE 'UTC')::date, count(*) FROM ins GROUP BY 1, 2
+		ON CONFLICT (path_id, day) DO UPDATE SET count = daily_calls.count + EXCLUDED.count
+	)
+	INSERT INTO path_counts (path_id, count, first_call)
+	SELECT path_id, count(*), min(timestamp) FROM ins GROUP BY 1
+	ON CONFLICT (path_id) DO UPDATE SET
+		count = path_counts.count + EXCLUDED.count,
+		first_call = least(path_counts.first_call, EXCLUDED.first_call)`
 
 // newWriter prepares the INSERT and starts the writer goroutines with a queue of at most max calls.
-func newWriter(ctx context.Context, db *sql.DB, max int, log *slog.Logger) (*writer, error) {
+func newWriter(ctx context.Context, db *sql.DB, max, offset int, log *slog.Logger) (*writer, error) {
 	insert, err := db.PrepareContext(ctx, insertCalls)
 	if err != nil {
 		return nil, fmt.Errorf("prepare insert: %w", err)
 	}
 	w := &writer{
-		db: db, log: log, max: max, insert: insert,
+		db: db, log: log, max: max, insert: insert, offset: offset,
 		wake:      make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		stopped:   make(chan struct{}),
@@ -503,7 +576,7 @@ func isClosed(ch chan struct{}) bool {
 	}
 }
 
-// write inserts the calls of one batch in one statement, so in one transaction.
+// write inserts the calls of one batch and adds them to the rollups, in one statement.
 func (w *writer) write(b *batch) error {
 	ids := make([]int64, len(b.calls))
 	micros := make([]int64, len(b.calls))
@@ -512,7 +585,7 @@ func (w *writer) write(b *batch) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
-	_, err := w.insert.ExecContext(ctx, pq.Array(ids), pq.Array(micros))
+	_, err := w.insert.ExecContext(ctx, pq.Array(ids), pq.Array(micros), offsetInterval(w.offset))
 	if err != nil {
 		return fmt.Errorf("insert %d calls: %w", len(b.calls), err)
 	}
