@@ -71,6 +71,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer sink.close()
+	// Caught from here on, so that a SIGHUP right after the start does not end the daemon.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	log := slog.New(slog.NewTextHandler(sink, nil))
 	log.Info("starting", "version", version, "data_dir", dataDir,
 		"db_host", cfg.DB.Host, "db_port", cfg.DB.Port, "db_name", cfg.DB.Database, "db_user", cfg.DB.Username)
@@ -129,10 +133,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
 	go watchdog(runCtx, getenv, func(ctx context.Context) error { return st.ping(ctx, healthTimeout) })
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-
 	var result error
 	for wait := true; wait; {
 		select {
@@ -184,6 +184,7 @@ func newServer(cfg Config, st *store, image []byte, log *slog.Logger) *server {
 		bots:    cfg.IgnoreBots,
 		dnt:     cfg.RespectDNT,
 		started: now,
+		site:    base.Host,
 		metrics: cfg.MetricsAddress == "",
 		image:   image,
 		imageHdr: http.Header{

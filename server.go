@@ -59,7 +59,8 @@ type server struct {
 	bots     bool // ignore crawlers and prefetches
 	dnt      bool // respect DNT and Sec-GPC
 	started  time.Time
-	metrics  bool // serve /metrics on the main listener
+	site     string // the tracked website's host, shown on the pages
+	metrics  bool   // serve /metrics on the main listener
 	image    []byte
 	imageHdr http.Header // headers of the image answer, shared by every answer
 	outcomes [numOutcomes]atomic.Int64
@@ -95,6 +96,13 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("GET /api/count/{path...}", s.handleCount)
 	mux.HandleFunc("GET /api/history", s.handleHistory)
 	mux.HandleFunc("GET /api/history/{path...}", s.handleHistory)
+	mux.HandleFunc("GET /dashboard", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/dashboard/", http.StatusMovedPermanently)
+	})
+	mux.HandleFunc("GET /dashboard/{$}", s.handleDashboard)
+	mux.HandleFunc("GET /dashboard/plot", s.handlePlot)
+	mux.HandleFunc("GET /dashboard/plot/{path...}", s.handlePlot)
+	mux.HandleFunc("GET /static/{file}", s.handleStatic)
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	if s.metrics {
 		mux.HandleFunc("GET /metrics", s.handleMetrics)
@@ -266,9 +274,14 @@ func (s *server) handleHistory(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	tr, err := parseRange(r.URL.Query(), s.loc)
+	q := r.URL.Query()
+	tr, err := parseRange(q, s.loc)
 	if err != nil {
 		s.error(w, r, err)
+		return
+	}
+	if q.Has("by") {
+		s.writeBuckets(w, r, path, q.Get("by"), tr)
 		return
 	}
 	var bw *bufio.Writer
@@ -302,6 +315,51 @@ func (s *server) handleHistory(w http.ResponseWriter, r *http.Request) {
 	}
 	bw.WriteString("]\n")
 	bw.Flush()
+}
+
+// maxBuckets bounds the buckets of one answer.
+const maxBuckets = 100_000
+
+// checkBuckets checks a bucket unit and that the range does not ask for too many buckets.
+func checkBuckets(unit string, tr timeRange) error {
+	size, ok := bucketUnits[unit]
+	if !ok {
+		return fmt.Errorf("%w: by=%q is not one of hour, day, week, month", errBadRequest, unit)
+	}
+	if !tr.from.IsZero() {
+		to := tr.to
+		if to.IsZero() {
+			to = time.Now()
+		}
+		if to.Sub(tr.from)/size > maxBuckets {
+			return fmt.Errorf("%w: more than %d buckets; use a larger by= or a shorter range", errBadRequest, maxBuckets)
+		}
+	}
+	return nil
+}
+
+// bucketJSON is one bucket of /api/history?by=.
+type bucketJSON struct {
+	Start string `json:"start"`
+	Count int64  `json:"count"`
+}
+
+// writeBuckets answers the calls of a path per bucket as JSON.
+func (s *server) writeBuckets(w http.ResponseWriter, r *http.Request, path, unit string, tr timeRange) {
+	if err := checkBuckets(unit, tr); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	buckets, err := s.store.buckets(r.Context(), path, unit, tr, s.loc)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	out := make([]bucketJSON, len(buckets))
+	for i, b := range buckets {
+		out[i] = bucketJSON{b.Start.Format(time.RFC3339), b.Count}
+	}
+	writeJSON(w, out)
 }
 
 // parseRange reads ?from= and ?to=: RFC 3339 times, or dates at the configured offset,

@@ -272,6 +272,145 @@ func (s *store) history(ctx context.Context, path string, tr timeRange, fn func(
 	return nil
 }
 
+// bucket is the number of calls in one interval starting at Start.
+type bucket struct {
+	Start time.Time
+	Count int64
+}
+
+// bucketUnits are the bucket sizes of histories, as PostgreSQL's date_trunc names them.
+var bucketUnits = map[string]time.Duration{
+	"hour":  time.Hour,
+	"day":   24 * time.Hour,
+	"week":  7 * 24 * time.Hour,
+	"month": 31 * 24 * time.Hour,
+}
+
+// bucketsTail turns the CTE b (start, n) of non-empty buckets into every bucket from the
+// first to the last, or over the range when it is given ($3 and $4 as local times).
+const bucketsTail = `,
+	r AS (
+		SELECT coalesce(date_trunc($2, $3::timestamp), min(start)) AS lo,
+		       coalesce(date_trunc($2, $4::timestamp - interval '1 microsecond'), max(start)) AS hi
+		FROM b
+	)
+	SELECT g.start, coalesce(b.n, 0)
+	FROM r CROSS JOIN LATERAL generate_series(r.lo, r.hi, ('1 ' || $2)::interval) AS g (start)
+	LEFT JOIN b USING (start)
+	ORDER BY g.start`
+
+// bucketsFromRollup counts calls per bucket from the daily rollup; the range must be whole local days.
+const bucketsFromRollup = `
+	WITH b AS (
+		SELECT date_trunc($2, day::timestamp) AS start, sum(count)::int8 AS n
+		FROM daily_calls
+		WHERE path_id = $1 AND ($3::timestamp IS NULL OR day >= $3::date) AND ($4::timestamp IS NULL OR day < $4::date)
+		GROUP BY 1
+	)` + bucketsTail
+
+// bucketsFromCalls counts calls per bucket from calls, for hours and ranges that are not whole days.
+const bucketsFromCalls = `
+	WITH b AS (
+		SELECT date_trunc($2, (timestamp::timestamptz + $5::interval) AT TIME ZONE 'UTC') AS start, count(*) AS n
+		FROM calls
+		WHERE path_id = $1
+		  AND ($3::timestamp IS NULL OR timestamp >= ($3::timestamp - $5::interval) AT TIME ZONE 'UTC')
+		  AND ($4::timestamp IS NULL OR timestamp < ($4::timestamp - $5::interval) AT TIME ZONE 'UTC')
+		GROUP BY 1
+	)` + bucketsTail
+
+// buckets returns the calls of a path per unit ("hour", "day", "week" or "month") at the
+// configured offset, empty buckets included, within the range; errNotFound for an unknown path.
+func (s *store) buckets(ctx context.Context, path, unit string, tr timeRange, loc *time.Location) ([]bucket, error) {
+	id, err := s.pathID(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	query, args := bucketsFromRollup, []any{id, unit, localTime(tr.from, loc), localTime(tr.to, loc)}
+	if unit == "hour" || !isMidnight(tr.from, loc) || !isMidnight(tr.to, loc) {
+		query, args = bucketsFromCalls, append(args, offsetInterval(s.offset))
+	}
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("select buckets: %w", err)
+	}
+	defer rows.Close()
+	out := []bucket{}
+	for rows.Next() {
+		var b bucket
+		if err := rows.Scan(&b.Start, &b.Count); err != nil {
+			return nil, fmt.Errorf("select buckets: %w", err)
+		}
+		// PostgreSQL answers local wall-clock times: put them at the offset.
+		y, m, d := b.Start.Date()
+		b.Start = time.Date(y, m, d, b.Start.Hour(), b.Start.Minute(), 0, 0, loc)
+		out = append(out, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("select buckets: %w", err)
+	}
+	return out, nil
+}
+
+// localTime is t's wall clock at loc as a timestamp without time zone, or NULL for the zero time.
+func localTime(t time.Time, loc *time.Location) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.In(loc).Format("2006-01-02 15:04:05.999999")
+}
+
+// isMidnight reports whether t is zero or the start of a day at loc.
+func isMidnight(t time.Time, loc *time.Location) bool {
+	if t.IsZero() {
+		return true
+	}
+	t = t.In(loc)
+	return t.Hour() == 0 && t.Minute() == 0 && t.Second() == 0 && t.Nanosecond() == 0
+}
+
+// countBefore returns how many calls of path were made before the start of day at loc.
+func (s *store) countBefore(ctx context.Context, id int32, day time.Time, loc *time.Location) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	var n int64
+	err := s.db.QueryRowContext(ctx, "SELECT coalesce(sum(count), 0)::int8 FROM daily_calls WHERE path_id = $1 AND day < $2::date",
+		id, day.In(loc).Format(time.DateOnly)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("select count before: %w", err)
+	}
+	return n, nil
+}
+
+// pathStats returns the number of calls of a path and the time of its first call.
+func (s *store) pathStats(ctx context.Context, id int32) (int64, time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	var n int64
+	var first time.Time
+	err := s.db.QueryRowContext(ctx, "SELECT count, first_call FROM path_counts WHERE path_id = $1", id).Scan(&n, &first)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, time.Time{}, nil
+	}
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("select path stats: %w", err)
+	}
+	return n, first, nil
+}
+
+// firstCall returns the time of the first call of all, and false when there is none.
+func (s *store) firstCall(ctx context.Context) (time.Time, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	var t sql.NullTime
+	if err := s.db.QueryRowContext(ctx, "SELECT min(first_call) FROM path_counts").Scan(&t); err != nil {
+		return time.Time{}, false, fmt.Errorf("select first call: %w", err)
+	}
+	return t.Time, t.Valid, nil
+}
+
 // offsetInterval renders an offset in seconds as a PostgreSQL interval.
 func offsetInterval(secs int) string {
 	return fmt.Sprintf("%d seconds", secs)

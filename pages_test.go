@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// addCalls stores calls of path at the given RFC 3339 times directly, and rebuilds the
+// rollups as a start would.
+func (d *daemon) addCalls(t *testing.T, path string, offset int, times ...string) {
+	t.Helper()
+	if _, err := d.db.Exec("INSERT INTO paths (path) VALUES ($1) ON CONFLICT DO NOTHING", path); err != nil {
+		t.Fatal(err)
+	}
+	for _, ts := range times {
+		if _, err := d.db.Exec("INSERT INTO calls (path_id, timestamp) SELECT id, $2 FROM paths WHERE path = $1", path, ts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := syncRollups(context.Background(), d.db, offset, discardLog()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestHistoryBuckets(t *testing.T) {
+	d := startDaemon(t, "utc_offset:\n  hours: 5\n  minutes: 30\n")
+	const offset = 5*3600 + 30*60
+	// 23:59:59 on May 1, midnight on May 2 and 17:30 on May 3, at +05:30.
+	d.addCalls(t, "blog", offset, "2026-05-01T18:29:59Z", "2026-05-01T18:30:00Z", "2026-05-03T12:00:00Z")
+	type b = bucketJSON
+	for _, c := range []struct {
+		query string
+		want  []b
+		n     int // when want is nil: the number of buckets, which sum to 3
+	}{
+		{query: "?by=day", want: []b{{"2026-05-01T00:00:00+05:30", 1}, {"2026-05-02T00:00:00+05:30", 1}, {"2026-05-03T00:00:00+05:30", 1}}},
+		{query: "?by=week", want: []b{{"2026-04-27T00:00:00+05:30", 3}}},
+		{query: "?by=month", want: []b{{"2026-05-01T00:00:00+05:30", 3}}},
+		{query: "?by=hour", n: 43},
+		{query: "?by=day&from=2026-05-02", want: []b{{"2026-05-02T00:00:00+05:30", 1}, {"2026-05-03T00:00:00+05:30", 1}}},
+		{query: "?by=day&to=2026-05-01", want: []b{{"2026-05-01T00:00:00+05:30", 1}}},
+		{query: "?by=day&from=2026-05-01&to=2026-05-05", want: []b{
+			{"2026-05-01T00:00:00+05:30", 1}, {"2026-05-02T00:00:00+05:30", 1}, {"2026-05-03T00:00:00+05:30", 1},
+			{"2026-05-04T00:00:00+05:30", 0}, {"2026-05-05T00:00:00+05:30", 0}}},
+		// Not whole days: counted from calls, not from the daily rollup.
+		{query: "?by=day&from=2026-05-02T12:00:00%2B05:30", want: []b{{"2026-05-02T00:00:00+05:30", 0}, {"2026-05-03T00:00:00+05:30", 1}}},
+		{query: "?by=hour&from=2026-05-01T23:00:00%2B05:30&to=2026-05-02T01:00:00%2B05:30", want: []b{{"2026-05-01T23:00:00+05:30", 1}, {"2026-05-02T00:00:00+05:30", 1}}},
+	} {
+		status, body := get(t, d.url+"/api/history/blog"+c.query)
+		var got []b
+		if err := json.Unmarshal([]byte(body), &got); err != nil || status != 200 {
+			t.Errorf("GET /api/history/blog%s = %d %s; want 200 and JSON buckets", c.query, status, body)
+			continue
+		}
+		if c.want != nil {
+			gotJSON, _ := json.Marshal(got)
+			wantJSON, _ := json.Marshal(c.want)
+			if string(gotJSON) != string(wantJSON) {
+				t.Errorf("GET /api/history/blog%s = %s; want %s", c.query, gotJSON, wantJSON)
+			}
+			continue
+		}
+		var sum int64
+		for _, x := range got {
+			sum += x.Count
+		}
+		if len(got) != c.n || sum != 3 || got[0].Start != "2026-05-01T23:00:00+05:30" {
+			t.Errorf("GET /api/history/blog%s = %d buckets from %v summing to %d; want %d from 2026-05-01T23:00:00+05:30 summing to 3", c.query, len(got), got[0], sum, c.n)
+		}
+	}
+	for _, q := range []string{"?by=year", "?by=day&from=May", "?by=hour&from=1990-01-01", "?by=day&from=2026-05-03&to=2026-05-01"} {
+		if status, body := get(t, d.url+"/api/history/blog"+q); status != 400 || body == "" {
+			t.Errorf("GET /api/history/blog%s = %d %q; want 400 with a reason", q, status, body)
+		}
+	}
+	if status, _ := get(t, d.url+"/api/history/nope?by=day"); status != 404 {
+		t.Errorf("GET /api/history/nope?by=day = %d; want 404", status)
+	}
+}
+
+func TestDashboard(t *testing.T) {
+	d := startDaemon(t, "")
+	d.call(t, "/blog", "203.0.113.1")
+	d.call(t, "/blog", "203.0.113.2")
+	d.call(t, "/a%20b", "203.0.113.1")
+	d.call(t, "/", "203.0.113.1")
+
+	resp, err := http.Get(d.url + "/dashboard")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Request.URL.Path != "/dashboard/" {
+		t.Errorf("GET /dashboard ended at %s; want a redirect to /dashboard/", resp.Request.URL.Path)
+	}
+	status, body := get(t, d.url+"/dashboard/")
+	for _, want := range []string{
+		`<strong>4</strong> calls on <strong>3</strong> pages`,
+		`<a href="/dashboard/plot/blog">/blog</a></td><td class="num">2</td>`,
+		`<a href="/dashboard/plot/a%20b">/a b</a>`,
+		`<a href="/dashboard/plot">/</a>`,
+		`href="/static/style.css"`,
+		"counted since",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("GET /dashboard/ = %d, without %q:\n%s", status, want, body)
+		}
+	}
+	if strings.Contains(body, "<script") {
+		t.Errorf("the dashboard has a script")
+	}
+	if strings.Index(body, "/blog</a>") > strings.Index(body, "/a b</a>") {
+		t.Errorf("the dashboard does not list the highest count first")
+	}
+	if status, body := get(t, d.url+"/static/style.css"); status != 200 || !strings.Contains(body, "prefers-color-scheme: dark") {
+		t.Errorf("GET /static/style.css = %d; want 200 with a dark mode", status)
+	}
+	if status, _ := get(t, d.url+"/static/nope.css"); status != 404 {
+		t.Errorf("GET /static/nope.css = %d; want 404", status)
+	}
+}
+
+func TestPlotPage(t *testing.T) {
+	d := startDaemon(t, "")
+	d.call(t, "/blog", "203.0.113.1")
+	d.call(t, "/blog", "203.0.113.2")
+	d.addCalls(t, "empty", 0)
+
+	for _, c := range []struct {
+		url    string
+		status int
+		want   []string
+	}{
+		{"/dashboard/plot/blog", 200, []string{"<svg", `<title id="plot-title">Calls of /blog per day</title>`, "<desc", `class="bar"`, `class="total"`, "2 calls", `href="/dashboard/plot/blog?range=7d"`, `href="/dashboard/plot/blog?range=all&amp;by=hour"`}},
+		{"/dashboard/plot/blog?range=7d&by=hour", 200, []string{"Calls of /blog per hour", `aria-current="true">last 7 days`}},
+		{"/dashboard/plot/blog?range=1y&by=hour", 200, []string{"shown per day", "Calls of /blog per day"}},
+		{"/dashboard/plot/blog?range=30d&by=month", 200, []string{"Calls of /blog per month"}},
+		{"/dashboard/plot/empty", 200, []string{"No calls yet"}},
+		{"/dashboard/plot/nope", 404, nil},
+		{"/dashboard/plot/blog?range=2w", 400, nil},
+		{"/dashboard/plot/blog?by=minute", 400, nil},
+	} {
+		status, body := get(t, d.url+c.url)
+		if status != c.status {
+			t.Errorf("GET %s = %d; want %d", c.url, status, c.status)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(body, w) {
+				t.Errorf("GET %s: no %q in\n%s", c.url, w, body)
+			}
+		}
+	}
+}
+
+func TestNiceSteps(t *testing.T) {
+	for _, c := range []struct {
+		max       int64
+		top, step int64
+	}{{0, 1, 1}, {3, 3, 1}, {7, 8, 2}, {12, 15, 5}, {99, 100, 20}, {1234, 1500, 500}, {1_000_000, 1_000_000, 200_000}} {
+		if top, step := niceMax(c.max, 5); top != c.top || step != c.step {
+			t.Errorf("niceMax(%d, 5) = %d, %d; want %d, %d", c.max, top, step, c.top, c.step)
+		}
+	}
+}
