@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // newBenchServer returns the handler of a server on a fresh database whose path blog is known.
@@ -86,3 +88,92 @@ func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 
 // WriteHeader drops the status.
 func (w *discardWriter) WriteHeader(int) {}
+
+// bigData is a database with 10,000 paths and 10,000,000 calls over two years, of which
+// 1,000,000 are calls of "blog", made once per test run for the Big benchmarks.
+var bigData struct {
+	once sync.Once
+	h    http.Handler
+	err  error
+}
+
+// bigHandler returns the handler of a server on the big database, loading it at the first call.
+func bigHandler(b *testing.B) http.Handler {
+	b.Helper()
+	bigData.once.Do(func() {
+		start := time.Now()
+		_, db, err := createTestDB()
+		if err != nil {
+			bigData.err = err
+			return
+		}
+		ctx := context.Background()
+		if bigData.err = applySchema(ctx, db); bigData.err != nil {
+			return
+		}
+		for _, q := range []string{
+			"INSERT INTO paths (path) VALUES ('blog')",
+			"INSERT INTO paths (path) SELECT 'page-' || g FROM generate_series(2, 10000) g",
+			"DROP INDEX calls_path_id_timestamp",
+			// blog: 1,000,000 calls spread over the last two years.
+			`INSERT INTO calls (path_id, timestamp)
+			 SELECT 1, now() - (g::float8 / 1000000) * interval '730 days' FROM generate_series(1, 1000000) g`,
+			// The other 9,999 paths: 9,000,000 calls, some pages far busier than others.
+			`INSERT INTO calls (path_id, timestamp)
+			 SELECT 2 + (g::int8 * g) % 9999, now() - ((g::int8 * 7919) % 63072000) * interval '1 second' FROM generate_series(1, 9000000) g`,
+			"CREATE INDEX calls_path_id_timestamp ON calls (path_id, timestamp)",
+		} {
+			if _, bigData.err = db.Exec(q); bigData.err != nil {
+				return
+			}
+		}
+		if bigData.err = syncRollups(ctx, db, 0, discardLog()); bigData.err != nil {
+			return
+		}
+		if _, bigData.err = db.Exec("VACUUM ANALYZE"); bigData.err != nil {
+			return
+		}
+		cfg := defaultConfig()
+		cfg.ResponseFilename, cfg.TrackedBaseURL = "pixel.gif", "http://127.0.0.1:1"
+		s, err := newStore(ctx, db, cfg.QueueSize, 0, discardLog())
+		if err != nil {
+			bigData.err = err
+			return
+		}
+		bigData.h = newServer(cfg, s, testImage, discardLog()).routes()
+		fmt.Printf("loaded 10,000 paths and 10,000,000 calls in %s\n", time.Since(start).Round(time.Second))
+	})
+	if bigData.err != nil {
+		b.Fatal(bigData.err)
+	}
+	return bigData.h
+}
+
+// benchGet measures GET url on h and fails unless it answers 200.
+func benchGet(b *testing.B, url string) {
+	h := bigHandler(b)
+	b.ResetTimer()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", url, nil))
+		if rec.Code != 200 {
+			b.Fatalf("GET %s = %d %s", url, rec.Code, rec.Body)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/op")
+}
+
+// BenchmarkBigPlot is the plot page of a path with 1,000,000 calls over two years.
+func BenchmarkBigPlot(b *testing.B) { benchGet(b, "/dashboard/plot/blog") }
+
+// BenchmarkBigPlotDaily is the plot page per day over all of that path's history.
+func BenchmarkBigPlotDaily(b *testing.B) { benchGet(b, "/dashboard/plot/blog?range=all&by=day") }
+
+// BenchmarkBigHistoryByDay is /api/history?by=day for the same path.
+func BenchmarkBigHistoryByDay(b *testing.B) { benchGet(b, "/api/history/blog?by=day") }
+
+// BenchmarkBigCounts is /api/counts with 10,000 paths and 10,000,000 calls.
+func BenchmarkBigCounts(b *testing.B) { benchGet(b, "/api/counts") }
+
+// BenchmarkBigDashboard is the dashboard with 10,000 paths.
+func BenchmarkBigDashboard(b *testing.B) { benchGet(b, "/dashboard/") }

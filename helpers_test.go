@@ -136,28 +136,34 @@ func startCluster() (DBConfig, func(), error) {
 // newTestDB creates an empty database for one test and returns its settings and a handle.
 func newTestDB(t testing.TB) (DBConfig, *sql.DB) {
 	t.Helper()
+	cfg, db, err := createTestDB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return cfg, db
+}
+
+// createTestDB creates an empty database on the test cluster and opens it.
+func createTestDB() (DBConfig, *sql.DB, error) {
 	testPG.once.Do(setupPG)
 	if testPG.err != nil {
-		t.Fatalf("no PostgreSQL for the tests: %v", testPG.err)
+		return DBConfig{}, nil, fmt.Errorf("no PostgreSQL for the tests: %w", testPG.err)
 	}
 	cfg := testPG.cfg
 	cfg.Database = "postgres"
 	cfg.ConnectTimeout = Duration(10 * time.Second)
 	admin, err := openDB(context.Background(), cfg, discardLog())
 	if err != nil {
-		t.Fatal(err)
+		return cfg, nil, err
 	}
 	defer admin.Close()
 	cfg.Database = fmt.Sprintf("oxitraffic_test_%d_%d", os.Getpid(), testPG.n.Add(1))
 	if _, err := admin.Exec("CREATE DATABASE " + cfg.Database); err != nil {
-		t.Fatal(err)
+		return cfg, nil, err
 	}
 	db, err := openDB(context.Background(), cfg, discardLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return cfg, db
+	return cfg, db, err
 }
 
 // discardLog returns a logger that writes nothing.

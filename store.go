@@ -1,13 +1,16 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	_ "embed"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,23 +98,26 @@ func applySchema(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
-// store holds every query of OxiTraffic, a cache of known paths and the call writer.
+// store holds every query of OxiTraffic, the call writer, and in memory every known path
+// with its number of calls, so that /call and /api/counts need no query. The numbers are
+// raised after each COMMIT, before the calls are acknowledged.
 type store struct {
 	db     *sql.DB
 	w      *writer
 	offset int // the UTC offset in seconds
 
-	mu    sync.RWMutex
-	paths map[string]int32
+	mu     sync.RWMutex
+	paths  map[string]int32
+	totals map[int32]int64
 }
 
 // newStore loads the known paths and starts the call writer; offset is the configured UTC
 // offset in seconds.
 func newStore(ctx context.Context, db *sql.DB, queueSize, offset int, log *slog.Logger) (*store, error) {
-	s := &store{db: db, paths: map[string]int32{}, offset: offset}
+	s := &store{db: db, paths: map[string]int32{}, totals: map[int32]int64{}, offset: offset}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	rows, err := db.QueryContext(ctx, "SELECT id, path FROM paths")
+	rows, err := db.QueryContext(ctx, "SELECT p.id, p.path, coalesce(c.count, 0) FROM paths p LEFT JOIN path_counts c ON c.path_id = p.id")
 	if err != nil {
 		return nil, fmt.Errorf("load paths: %w", err)
 	}
@@ -119,15 +125,16 @@ func newStore(ctx context.Context, db *sql.DB, queueSize, offset int, log *slog.
 	for rows.Next() {
 		var id int32
 		var p string
-		if err := rows.Scan(&id, &p); err != nil {
+		var n int64
+		if err := rows.Scan(&id, &p, &n); err != nil {
 			return nil, fmt.Errorf("load paths: %w", err)
 		}
-		s.paths[p] = id
+		s.paths[p], s.totals[id] = id, n
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("load paths: %w", err)
 	}
-	if s.w, err = newWriter(ctx, db, queueSize, offset, log); err != nil {
+	if s.w, err = newWriter(ctx, db, queueSize, offset, s.committed, log); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -149,21 +156,34 @@ func (s *store) pathID(ctx context.Context, path string) (int32, error) {
 	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
 	var id int32
-	err := s.db.QueryRowContext(ctx, "SELECT id FROM paths WHERE path = $1", path).Scan(&id)
+	var n int64
+	err := s.db.QueryRowContext(ctx, `
+		SELECT p.id, coalesce(c.count, 0) FROM paths p LEFT JOIN path_counts c ON c.path_id = p.id
+		WHERE p.path = $1`, path).Scan(&id, &n)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, errNotFound
 	}
 	if err != nil {
 		return 0, fmt.Errorf("select path: %w", err)
 	}
-	s.remember(path, id)
+	s.remember(path, id, n)
 	return id, nil
 }
 
-// remember puts a path into the cache.
-func (s *store) remember(path string, id int32) {
+// remember puts a path and its number of calls into the cache.
+func (s *store) remember(path string, id int32, n int64) {
 	s.mu.Lock()
 	s.paths[path] = id
+	s.totals[id] = n
+	s.mu.Unlock()
+}
+
+// committed adds the calls of a written batch to the numbers in memory.
+func (s *store) committed(calls []pendingCall) {
+	s.mu.Lock()
+	for _, c := range calls {
+		s.totals[int32(c.pathID)]++
+	}
 	s.mu.Unlock()
 }
 
@@ -178,7 +198,7 @@ func (s *store) addPath(ctx context.Context, path string) (int32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("insert path: %w", err)
 	}
-	s.remember(path, id)
+	s.remember(path, id, 0)
 	return id, nil
 }
 
@@ -189,29 +209,20 @@ type pathCount struct {
 }
 
 // counts returns every path with its number of calls, highest first, then by path.
-func (s *store) counts(ctx context.Context) ([]pathCount, error) {
-	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
-	defer cancel()
-	rows, err := s.db.QueryContext(ctx, `
-		SELECT p.path, coalesce(c.count, 0)
-		FROM paths p LEFT JOIN path_counts c ON c.path_id = p.id
-		ORDER BY 2 DESC, p.path COLLATE "C"`)
-	if err != nil {
-		return nil, fmt.Errorf("select counts: %w", err)
+func (s *store) counts() []pathCount {
+	s.mu.RLock()
+	out := make([]pathCount, 0, len(s.paths))
+	for p, id := range s.paths {
+		out = append(out, pathCount{p, s.totals[id]})
 	}
-	defer rows.Close()
-	out := []pathCount{}
-	for rows.Next() {
-		var pc pathCount
-		if err := rows.Scan(&pc.Path, &pc.Count); err != nil {
-			return nil, fmt.Errorf("select counts: %w", err)
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b pathCount) int {
+		if c := cmp.Compare(b.Count, a.Count); c != 0 {
+			return c
 		}
-		out = append(out, pc)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("select counts: %w", err)
-	}
-	return out, nil
+		return strings.Compare(a.Path, b.Path)
+	})
+	return out
 }
 
 // count returns the number of calls of a path, or errNotFound.
@@ -220,14 +231,9 @@ func (s *store) count(ctx context.Context, path string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
-	defer cancel()
-	var n int64
-	err = s.db.QueryRowContext(ctx, "SELECT coalesce((SELECT count FROM path_counts WHERE path_id = $1), 0)", id).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("select count: %w", err)
-	}
-	return n, nil
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.totals[id], nil
 }
 
 // timeRange bounds a history; a zero end is open.
@@ -522,6 +528,8 @@ type writer struct {
 	insert *sql.Stmt
 	offset int // the UTC offset in seconds, for the daily rollup
 
+	committed func([]pendingCall) // told of each written batch before it is acknowledged
+
 	// Counters read by /metrics.
 	written   atomic.Int64
 	batchSize histogram
@@ -549,13 +557,14 @@ const insertCalls = `
 		first_call = least(path_counts.first_call, EXCLUDED.first_call)`
 
 // newWriter prepares the INSERT and starts the writer goroutines with a queue of at most max calls.
-func newWriter(ctx context.Context, db *sql.DB, max, offset int, log *slog.Logger) (*writer, error) {
+// committed is called with the calls of each batch after its COMMIT, before they are acknowledged.
+func newWriter(ctx context.Context, db *sql.DB, max, offset int, committed func([]pendingCall), log *slog.Logger) (*writer, error) {
 	insert, err := db.PrepareContext(ctx, insertCalls)
 	if err != nil {
 		return nil, fmt.Errorf("prepare insert: %w", err)
 	}
 	w := &writer{
-		db: db, log: log, max: max, insert: insert, offset: offset,
+		db: db, log: log, max: max, insert: insert, offset: offset, committed: committed,
 		wake:      make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		stopped:   make(chan struct{}),
@@ -675,6 +684,7 @@ func (w *writer) loop() {
 			w.latency.observe(time.Since(start).Seconds())
 			w.batchSize.observe(float64(len(b.calls)))
 			w.written.Add(int64(len(b.calls)))
+			w.committed(b.calls)
 			w.finished(b)
 			if !w.healthy.Swap(true) {
 				w.log.Info("PostgreSQL is back: writing queued calls", "queued", w.queueLen())
