@@ -39,11 +39,18 @@ vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 
-## test: vet, every test against a throwaway PostgreSQL, and a short fuzz of each parser.
+## test: vet, every test against a throwaway PostgreSQL, a short fuzz of each parser, and
+## the browser test where Chromium is installed (`make chromium`).
 test: postgres vet
 	$(GO) test -count=1 ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzPath$$' -fuzztime $(FUZZTIME) .
 	$(GO) test -run '^$$' -fuzz '^FuzzForwardedFor$$' -fuzztime $(FUZZTIME) .
+	@if command -v chromium >/dev/null 2>&1; then $(MAKE) --no-print-directory browser-test; \
+	else echo "chromium is not installed: the browser test did not run (make chromium installs it)"; fi
+
+## browser-test: headless Chromium opens a page with the counter; screenshots go to screenshots/.
+browser-test: postgres
+	$(GO) test -count=1 -tags browser -run '^TestBrowser$$' -v .
 
 ## bench: /call under load against a bare net/http handler, and the Go benchmarks.
 bench: postgres wrk

@@ -18,7 +18,15 @@ import (
 var web embed.FS
 
 // pages are the dashboard's templates, parsed once.
-var pages = template.Must(template.ParseFS(web, "web/pages.html"))
+var pages = template.Must(template.New("").Funcs(template.FuncMap{"calls": calls}).ParseFS(web, "web/pages.html"))
+
+// calls says how many calls, in words: "1 call", "3 calls".
+func calls(n int64) string {
+	if n == 1 {
+		return "1 call"
+	}
+	return fmt.Sprintf("%d calls", n)
+}
 
 // static is the folder served at /static/.
 var static = func() fs.FS {

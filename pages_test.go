@@ -98,7 +98,7 @@ func TestDashboard(t *testing.T) {
 	}
 	status, body := get(t, d.url+"/dashboard/")
 	for _, want := range []string{
-		`<strong>4</strong> calls on <strong>3</strong> pages`,
+		`<strong>4 calls</strong> on <strong>3</strong> pages`,
 		`<a href="/dashboard/plot/blog">/blog</a></td><td class="num">2</td>`,
 		`<a href="/dashboard/plot/a%20b">/a b</a>`,
 		`<a href="/dashboard/plot">/</a>`,
