@@ -55,7 +55,8 @@ browser-test: postgres
 ## bench: /call under load against a bare net/http handler, and the Go benchmarks.
 bench: postgres wrk
 	./bench/run.sh
-	$(GO) test -run '^$$' -bench . -benchtime 1000000x .
+	$(GO) test -run '^$$' -bench 'Dedup|Call' -benchtime 1000000x .
+	$(GO) test -run '^$$' -bench 'Big' -benchtime 20x .
 
 ## fuzz: the same fuzz targets, longer.
 fuzz:

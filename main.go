@@ -183,7 +183,6 @@ func newServer(cfg Config, st *store, image []byte, log *slog.Logger) *server {
 		trusted: trusted,
 		bots:    cfg.IgnoreBots,
 		dnt:     cfg.RespectDNT,
-		started: now,
 		site:    base.Host,
 		metrics: cfg.MetricsAddress == "",
 		image:   image,

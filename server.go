@@ -56,9 +56,8 @@ type server struct {
 	log      *slog.Logger
 	loc      *time.Location
 	trusted  []netip.Prefix
-	bots     bool // ignore crawlers and prefetches
-	dnt      bool // respect DNT and Sec-GPC
-	started  time.Time
+	bots     bool   // ignore crawlers and prefetches
+	dnt      bool   // respect DNT and Sec-GPC
 	site     string // the tracked website's host, shown on the pages
 	metrics  bool   // serve /metrics on the main listener
 	image    []byte

@@ -499,14 +499,11 @@ type batch struct {
 	ok    bool
 }
 
-// writers is how many batches may be in flight at once, so that one batch is sent while
-// another waits for its COMMIT.
-const writers = 1
-
-// writer writes calls in groups: requests queue their call and wait for the COMMIT of the
-// batch that holds it (group commit). A lone call is written at once; under load, calls
-// gather while earlier batches commit, so batches grow by themselves. While PostgreSQL is
-// down, calls wait in the bounded queue and are written when it is back.
+// writer is the one goroutine that writes calls, in groups: requests queue their call and
+// wait for the COMMIT of the batch that holds it (group commit). A lone call is written at
+// once; under load, calls gather while the previous batch commits, so batches grow by
+// themselves. (Two writers were slower: smaller batches, and PostgreSQL's CPU is the limit.)
+// While PostgreSQL is down, calls wait in the bounded queue and are written when it is back.
 type writer struct {
 	db  *sql.DB
 	log *slog.Logger
@@ -522,7 +519,6 @@ type writer struct {
 	stop     chan struct{}
 	stopped  chan struct{}
 	stopOnce sync.Once
-	logged   atomic.Int64 // lost calls already logged
 
 	// insert is prepared once, so that PostgreSQL parses and plans it only once per connection.
 	insert *sql.Stmt
@@ -556,7 +552,7 @@ const insertCalls = `
 		count = path_counts.count + EXCLUDED.count,
 		first_call = least(path_counts.first_call, EXCLUDED.first_call)`
 
-// newWriter prepares the INSERT and starts the writer goroutines with a queue of at most max calls.
+// newWriter prepares the INSERT and starts the writer goroutine with a queue of at most max calls.
 // committed is called with the calls of each batch after its COMMIT, before they are acknowledged.
 func newWriter(ctx context.Context, db *sql.DB, max, offset int, committed func([]pendingCall), log *slog.Logger) (*writer, error) {
 	insert, err := db.PrepareContext(ctx, insertCalls)
@@ -572,18 +568,7 @@ func newWriter(ctx context.Context, db *sql.DB, max, offset int, committed func(
 		latency:   newHistogram(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
 	}
 	w.healthy.Store(true)
-	var wg sync.WaitGroup
-	for range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w.loop()
-		}()
-	}
-	go func() {
-		wg.Wait()
-		close(w.stopped)
-	}()
+	go w.loop()
 	return w, nil
 }
 
@@ -605,16 +590,11 @@ func (w *writer) enqueue(pathID int32, at time.Time) *batch {
 	b.calls = append(b.calls, pendingCall{pathID: int64(pathID), micros: at.UnixMicro()})
 	w.queued++
 	w.mu.Unlock()
-	w.signal()
-	return b
-}
-
-// signal wakes one idle writer goroutine, if any.
-func (w *writer) signal() {
 	select {
 	case w.wake <- struct{}{}:
 	default:
 	}
+	return b
 }
 
 // take removes the oldest batch from the queue, so that no call is added to it while it is written.
@@ -658,9 +638,11 @@ func (w *writer) droppedCalls() int64 {
 	return w.dropped
 }
 
-// loop writes batches until stop is closed and the queue is empty; several run at once.
+// loop writes batches until stop is closed and the queue is empty.
 func (w *writer) loop() {
+	defer close(w.stopped)
 	wait := 100 * time.Millisecond
+	var logged int64
 	for {
 		b := w.take()
 		if b == nil {
@@ -669,14 +651,11 @@ func (w *writer) loop() {
 				continue
 			case <-w.stop:
 				if w.queueLen() == 0 {
-					w.signal() // so that the next idle goroutine sees stop too
 					return
 				}
 				continue
 			}
 		}
-		// More may be waiting: let another goroutine take the next batch meanwhile.
-		w.signal()
 		start := time.Now()
 		err := w.write(b)
 		first := !isClosed(b.done)
@@ -700,8 +679,9 @@ func (w *writer) loop() {
 			b.ok = err == nil
 			close(b.done)
 		}
-		if d, logged := w.droppedCalls(), w.logged.Load(); d > logged && w.logged.CompareAndSwap(logged, d) {
+		if d := w.droppedCalls(); d > logged {
 			w.log.Error("queue full: calls lost", "lost", d-logged, "lost_total", d, "queue_size", w.max)
+			logged = d
 		}
 		if err != nil {
 			select {
@@ -750,9 +730,4 @@ func (w *writer) close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("%d calls not written before the shutdown deadline", w.queueLen())
 	}
-}
-
-// formatInt renders n for logs and plain-text answers.
-func formatInt(n int64) string {
-	return strconv.FormatInt(n, 10)
 }
