@@ -134,7 +134,7 @@ func TestPlotPage(t *testing.T) {
 		status int
 		want   []string
 	}{
-		{"/dashboard/plot/blog", 200, []string{"<svg", `<title id="plot-title">Calls of /blog per day</title>`, "<desc", `class="bar"`, `class="total"`, "2 calls", `href="/dashboard/plot/blog?range=7d"`, `href="/dashboard/plot/blog?range=all&amp;by=hour"`}},
+		{"/dashboard/plot/blog", 200, []string{"<svg", `<title id="plot-title">Calls of /blog per day: 2 in all</title>`, "<desc", `class="bar"`, `class="total"`, "2 calls", `href="/dashboard/plot/blog?range=7d"`, `href="/dashboard/plot/blog?range=all&amp;by=hour"`}},
 		{"/dashboard/plot/blog?range=7d&by=hour", 200, []string{"Calls of /blog per hour", `aria-current="true">last 7 days`}},
 		{"/dashboard/plot/blog?range=1y&by=hour", 200, []string{"shown per day", "Calls of /blog per day"}},
 		{"/dashboard/plot/blog?range=30d&by=month", 200, []string{"Calls of /blog per month"}},

@@ -86,7 +86,7 @@ func (p plotData) svg() template.HTML {
 	}
 	name := "/" + p.Path
 	first, last := p.Buckets[0].Start, p.Buckets[n-1].Start
-	title := fmt.Sprintf("Calls of %s per %s", name, unitNoun[p.Unit])
+	title := fmt.Sprintf("Calls of %s per %s: %d in all", name, unitNoun[p.Unit], p.Before+total)
 	desc := fmt.Sprintf("%d calls from %s to %s, %d in all before and since; the busiest %s was %s with %d.",
 		total, bucketLabel(first, p.Unit), bucketLabel(last, p.Unit), p.Before+total,
 		unitNoun[p.Unit], bucketLabel(p.Buckets[peakAt].Start, p.Unit), peak)

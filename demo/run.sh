@@ -74,10 +74,14 @@ cat <<TXT
 OxiTraffic is running. Open in a browser:
 
   the sample blog (each page shows the counter):  http://127.0.0.1:$SITE_PORT/blog
+  the plot of a page (or click the counter):      http://127.0.0.1:$DAEMON_PORT/dashboard/plot/blog
+  the dashboard:                                  http://127.0.0.1:$DAEMON_PORT/dashboard/
   the counts as JSON:                             http://127.0.0.1:$DAEMON_PORT/api/counts
   one count, for curl:                            curl http://127.0.0.1:$DAEMON_PORT/api/count/blog
-  the dashboard:                                  http://127.0.0.1:$DAEMON_PORT/dashboard/
-  health:                                         http://127.0.0.1:$DAEMON_PORT/healthz
+  health and metrics:                             http://127.0.0.1:$DAEMON_PORT/healthz  /metrics
+
+Each page counts once per visitor: a reload is a duplicate. A page the blog does not
+serve is refused: http://127.0.0.1:$DAEMON_PORT/call/invented answers 404.
 
 The daemon's log: $work/data/oxitraffic.log
 Press Ctrl-C to stop everything.
