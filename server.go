@@ -178,11 +178,8 @@ func (s *server) handleCall(w http.ResponseWriter, r *http.Request) {
 		s.sendImage(w, outQueued)
 		return
 	}
-	select {
-	case <-b.done:
-	case <-r.Context().Done():
-		return
-	}
+	// The writer closes done within writeTimeout, whether the COMMIT succeeded or not.
+	<-b.done
 	if b.ok {
 		s.sendImage(w, outCounted)
 	} else {
