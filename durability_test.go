@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"net/http"
@@ -102,23 +103,26 @@ loop:
 	return counted.Load()
 }
 
-func TestKill9LosesNoAcknowledgedCall(t *testing.T) {
+// startBurst starts the binary on a fresh database and a burst of calls from distinct
+// visitors against it; wait, after stop is closed, returns how many were acknowledged.
+func startBurst(t *testing.T) (p *process, db *sql.DB, stop chan struct{}, wait func() int64) {
+	t.Helper()
 	dbCfg, db := newTestDB(t)
 	st := newSite(t)
-	dir := writeDataDir(t, dbCfg, st.URL, "")
-	p := startProcess(t, dir)
-	stop := make(chan struct{})
-	var counted int64
-	done := make(chan struct{})
-	go func() {
-		counted = burst(p.url, "/blog", 100_000, stop)
-		close(done)
-	}()
+	p = startProcess(t, writeDataDir(t, dbCfg, st.URL, ""))
+	stop = make(chan struct{})
+	result := make(chan int64, 1)
+	go func() { result <- burst(p.url, "/blog", 100_000, stop) }()
+	return p, db, stop, func() int64 { return <-result }
+}
+
+func TestKill9LosesNoAcknowledgedCall(t *testing.T) {
+	p, db, stop, wait := startBurst(t)
 	time.Sleep(1500 * time.Millisecond)
 	// Kill while the burst is still sending, so calls are in flight.
 	p.cmd.Process.Signal(syscall.SIGKILL)
 	close(stop)
-	<-done
+	counted := wait()
 	var rows int64
 	if err := db.QueryRow("SELECT count(*) FROM calls").Scan(&rows); err != nil {
 		t.Fatal(err)
@@ -133,22 +137,12 @@ func TestKill9LosesNoAcknowledgedCall(t *testing.T) {
 }
 
 func TestSIGTERMDrainsTheQueue(t *testing.T) {
-	dbCfg, db := newTestDB(t)
-	st := newSite(t)
-	dir := writeDataDir(t, dbCfg, st.URL, "")
-	p := startProcess(t, dir)
-	stop := make(chan struct{})
-	var counted int64
-	done := make(chan struct{})
-	go func() {
-		counted = burst(p.url, "/blog", 100_000, stop)
-		close(done)
-	}()
+	p, db, stop, wait := startBurst(t)
 	time.Sleep(time.Second)
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	err := p.cmd.Wait()
 	close(stop)
-	<-done
+	counted := wait()
 	if err != nil {
 		t.Errorf("oxitraffic after SIGTERM exited with %v; want status 0", err)
 	}

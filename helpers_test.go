@@ -267,11 +267,30 @@ db:
 // startDaemon runs OxiTraffic on a fresh database and fake site, with extra config lines.
 func startDaemon(t testing.TB, extra string) *daemon {
 	t.Helper()
+	return startDaemonEnv(t, extra, nil)
+}
+
+// startDaemonEnv is startDaemon with environment variables.
+func startDaemonEnv(t testing.TB, extra string, env map[string]string) *daemon {
+	t.Helper()
 	dbCfg, db := newTestDB(t)
 	st := newSite(t)
 	d := &daemon{dbCfg: dbCfg, db: db, site: st, dataDir: writeDataDir(t, dbCfg, st.URL, extra)}
-	d.start(t, nil)
+	d.start(t, env)
 	return d
+}
+
+// concurrently runs f(0) to f(n-1) at once and waits for all of them.
+func concurrently(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(i)
+		}()
+	}
+	wg.Wait()
 }
 
 // start runs the daemon on its data folder; env adds environment variables.

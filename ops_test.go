@@ -51,16 +51,6 @@ func TestNotifySocketGetsReadyAndStopping(t *testing.T) {
 	}
 }
 
-// startDaemonEnv is startDaemon with environment variables.
-func startDaemonEnv(t *testing.T, extra string, env map[string]string) *daemon {
-	t.Helper()
-	dbCfg, db := newTestDB(t)
-	st := newSite(t)
-	d := &daemon{dbCfg: dbCfg, db: db, site: st, dataDir: writeDataDir(t, dbCfg, st.URL, extra)}
-	d.start(t, env)
-	return d
-}
-
 // metricLine is one sample line of the Prometheus text format.
 var metricLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (-?[0-9.e+-]+|\+Inf|NaN)$`)
 

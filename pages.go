@@ -162,9 +162,11 @@ func (s *server) handlePlot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	unit := q.Get("by")
-	if _, ok := bucketUnits[unit]; unit != "" && !ok {
-		s.error(w, r, fmt.Errorf("%w: by=%q is not one of hour, day, week, month", errBadRequest, unit))
-		return
+	if unit != "" {
+		if err := checkUnit(unit); err != nil {
+			s.error(w, r, err)
+			return
+		}
 	}
 	total, first, err := s.store.pathStats(r.Context(), id)
 	if err != nil {

@@ -147,20 +147,17 @@ func (s *server) handleCall(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	visitor := visitorAddr(r, s.trusted)
-	id, ok := s.store.knownPath(path)
-	if !ok {
-		id, err = s.verify.check(r.Context(), path, visitor)
-		switch {
-		case errors.Is(err, errUnknownPath):
-			s.callError(w, r, outUnknown, err)
-			return
-		case errors.Is(err, errTooManyCheck):
-			s.callError(w, r, outLimited, err)
-			return
-		case err != nil:
-			s.callError(w, r, outUnavailable, err)
-			return
-		}
+	id, err := s.verify.check(r.Context(), path, visitor)
+	switch {
+	case errors.Is(err, errUnknownPath):
+		s.callError(w, r, outUnknown, err)
+		return
+	case errors.Is(err, errTooManyCheck):
+		s.callError(w, r, outLimited, err)
+		return
+	case err != nil:
+		s.callError(w, r, outUnavailable, err)
+		return
 	}
 	if s.dedup.seen(visitor, path, now) {
 		s.sendImage(w, outDuplicate)
@@ -315,10 +312,10 @@ const maxBuckets = 100_000
 
 // checkBuckets checks a bucket unit and that the range does not ask for too many buckets.
 func checkBuckets(unit string, tr timeRange) error {
-	size, ok := bucketUnits[unit]
-	if !ok {
-		return fmt.Errorf("%w: by=%q is not one of hour, day, week, month", errBadRequest, unit)
+	if err := checkUnit(unit); err != nil {
+		return err
 	}
+	size := bucketUnits[unit]
 	if !tr.from.IsZero() {
 		to := tr.to
 		if to.IsZero() {
@@ -327,6 +324,14 @@ func checkBuckets(unit string, tr timeRange) error {
 		if to.Sub(tr.from)/size > maxBuckets {
 			return fmt.Errorf("%w: more than %d buckets; use a larger by= or a shorter range", errBadRequest, maxBuckets)
 		}
+	}
+	return nil
+}
+
+// checkUnit checks the value of by=.
+func checkUnit(unit string) error {
+	if _, ok := bucketUnits[unit]; !ok {
+		return fmt.Errorf("%w: by=%q is not one of hour, day, week, month", errBadRequest, unit)
 	}
 	return nil
 }

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 )
 
@@ -229,15 +228,7 @@ func TestAPI(t *testing.T) {
 
 func TestConcurrentFirstCallsCheckOnce(t *testing.T) {
 	d := startDaemon(t, "")
-	var wg sync.WaitGroup
-	for i := range 50 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d.call(t, "/blog/post-1", fmt.Sprintf("198.51.100.%d", i+1))
-		}()
-	}
-	wg.Wait()
+	concurrently(50, func(i int) { d.call(t, "/blog/post-1", fmt.Sprintf("198.51.100.%d", i+1)) })
 	if n := d.site.requests.Load(); n != 1 {
 		t.Errorf("checks of a new path called 50 times at once = %d; want 1", n)
 	}
@@ -324,15 +315,7 @@ func TestHealthz(t *testing.T) {
 
 func TestShutdownWritesQueuedCalls(t *testing.T) {
 	d := startDaemon(t, "")
-	var wg sync.WaitGroup
-	for i := range 200 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d.call(t, "/blog", fmt.Sprintf("10.1.%d.%d", i/250, i%250))
-		}()
-	}
-	wg.Wait()
+	concurrently(200, func(i int) { d.call(t, "/blog", fmt.Sprintf("10.1.%d.%d", i/250, i%250)) })
 	d.stop(t)
 	if n := d.rows(t, "blog"); n != 200 {
 		t.Errorf("rows after 200 acknowledged calls and a stop = %d; want 200", n)

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 )
 
@@ -61,15 +60,7 @@ func TestChecksOfNewPathsAreBounded(t *testing.T) {
 	d := startDaemon(t, "")
 
 	// 50 requests for one unknown path, at once and after each other: one check.
-	var wg sync.WaitGroup
-	for i := range 25 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d.call(t, "/no-such-page", fmt.Sprintf("198.51.100.%d", i+1))
-		}()
-	}
-	wg.Wait()
+	concurrently(25, func(i int) { d.call(t, "/no-such-page", fmt.Sprintf("198.51.100.%d", i+1)) })
 	for i := range 25 {
 		if resp := d.call(t, "/no-such-page", fmt.Sprintf("198.51.100.%d", i+100)); resp.StatusCode != 404 {
 			t.Errorf("unknown path = %d; want 404", resp.StatusCode)

@@ -89,14 +89,20 @@ func newVerifier(base *url.URL, cfg VerifyConfig, s *store, log *slog.Logger) *v
 	return v
 }
 
-// check returns the id of path, checking it against the tracked website and storing it
-// when it is new. The visitor's address is used only through a keyed hash, for its check budget.
+// check returns the id of path: at once when it is known, else after checking it against
+// the tracked website and storing it. The visitor's address is used only through a keyed
+// hash, for its check budget.
 func (v *verifier) check(ctx context.Context, path string, addr netip.Addr) (int32, error) {
 	if id, ok := v.store.knownPath(path); ok {
 		return id, nil
 	}
 	now := v.now()
 	v.mu.Lock()
+	// A check that ended since the first look has stored the path already.
+	if id, ok := v.store.knownPath(path); ok {
+		v.mu.Unlock()
+		return id, nil
+	}
 	if until, ok := v.negative[path]; ok {
 		if now.Before(until) {
 			v.mu.Unlock()
