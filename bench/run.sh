@@ -98,7 +98,8 @@ ROUNDS=${BENCH_ROUNDS:-3}
 rows_before=$(psql -c "SELECT count(*) FROM calls")
 counted_before=$(counted)
 for round in $(seq "$ROUNDS"); do
-	bench bare "$bare" "http://127.0.0.1:$BARE_PORT/call/blog"
+	# The same requests as the duplicates: same path, X-Forwarded-For and User-Agent.
+	bench bare "$bare" "http://127.0.0.1:$BARE_PORT/call/blog" bench/duplicates.lua
 	bench duplicates "$daemon" "http://127.0.0.1:$DAEMON_PORT/call/blog" bench/duplicates.lua
 	bench new-visitors "$daemon" "http://127.0.0.1:$DAEMON_PORT/call/blog" bench/new-visitors.lua "$round"
 done
