@@ -435,18 +435,20 @@ func syncRollups(ctx context.Context, db *sql.DB, offset int, log *slog.Logger) 
 	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", schemaLockID); err != nil {
 		return fmt.Errorf("check rollups: lock: %w", err)
 	}
-	var ok bool
+	var calls, rolled int64
+	var stored sql.NullString
 	err = tx.QueryRowContext(ctx, `
-		SELECT (SELECT count(*) FROM calls) = (SELECT coalesce(sum(count), 0) FROM path_counts)
-		   AND (SELECT value FROM oxitraffic_meta WHERE key = 'rollup_offset') IS NOT DISTINCT FROM $1`,
-		strconv.Itoa(offset)).Scan(&ok)
+		SELECT (SELECT count(*) FROM calls), (SELECT coalesce(sum(count), 0)::int8 FROM path_counts),
+		       (SELECT value FROM oxitraffic_meta WHERE key = 'rollup_offset')`).Scan(&calls, &rolled, &stored)
 	if err != nil {
 		return fmt.Errorf("check rollups: %w", err)
 	}
-	if ok {
+	if calls == rolled && stored.Valid && stored.String == strconv.Itoa(offset) {
 		return nil
 	}
-	log.Info("rebuilding the rollups from calls", "utc_offset_seconds", offset)
+	if calls > 0 {
+		log.Info("rebuilding the rollups from calls", "calls", calls, "in_rollups", rolled, "utc_offset_seconds", offset)
+	}
 	start := time.Now()
 	for _, st := range []struct {
 		query string
@@ -468,7 +470,9 @@ func syncRollups(ctx context.Context, db *sql.DB, offset int, log *slog.Logger) 
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("rebuild rollups: %w", err)
 	}
-	log.Info("rollups rebuilt", "took", time.Since(start).Round(time.Millisecond))
+	if calls > 0 {
+		log.Info("rollups rebuilt", "took", time.Since(start).Round(time.Millisecond))
+	}
 	return nil
 }
 

@@ -21,13 +21,13 @@ if [ "$(id -u)" = 0 ]; then
 	as_pg=(runuser -u nobody --)
 fi
 cleanup() {
-	trap - INT TERM EXIT
+	trap - INT TERM HUP EXIT
 	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
 	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 	"${as_pg[@]}" "$PG_BIN/pg_ctl" stop -D "$work/pg/data" -m fast -w >/dev/null 2>&1 || true
 	rm -rf "$work"
 }
-trap cleanup INT TERM EXIT
+trap cleanup INT TERM HUP EXIT
 
 go build -o "$work/oxitraffic" .
 go build -o "$work/bare" ./bench/bare

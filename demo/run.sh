@@ -21,7 +21,7 @@ else
 fi
 
 cleanup() {
-	trap - INT TERM EXIT
+	trap - INT TERM HUP EXIT
 	echo
 	echo "stopping the demo"
 	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -30,7 +30,7 @@ cleanup() {
 	rm -rf "$work"
 	exit 0
 }
-trap cleanup INT TERM EXIT
+trap cleanup INT TERM HUP EXIT
 
 echo "building"
 go build -o "$work/oxitraffic" .
