@@ -188,7 +188,7 @@ func TestCheckAndVersionFlags(t *testing.T) {
 	}{
 		{"version", good, "-version", 0, "oxitraffic " + version},
 		{"good config", good, "-check", 0, "configuration ok"},
-		{"unreachable database", bad, "-check", 1, "PostgreSQL could not be reached"},
+		{"missing database", bad, "-check", 1, `PostgreSQL refused the connection (database no_such_database on`},
 		{"bad config", t.TempDir(), "-check", 1, "config.yaml"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

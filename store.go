@@ -65,6 +65,12 @@ func openDB(ctx context.Context, cfg DBConfig, log *slog.Logger) (*sql.DB, error
 		if err == nil {
 			return db, nil
 		}
+		// PostgreSQL answered but refused (wrong password, no such database): waiting
+		// will not help. It may still be starting up (class 57, operator intervention).
+		if pqErr := (*pq.Error)(nil); errors.As(err, &pqErr) && pqErr.Code.Class() != "57" {
+			db.Close()
+			return nil, fmt.Errorf("PostgreSQL refused the connection (%s): %v", where, err)
+		}
 		if time.Now().Add(wait).After(deadline) || ctx.Err() != nil {
 			db.Close()
 			return nil, fmt.Errorf("PostgreSQL could not be reached (%s) within %s: %v", where, time.Duration(cfg.ConnectTimeout), err)
