@@ -394,6 +394,16 @@ func (d *daemon) rows(t testing.TB, path string) int {
 	return n
 }
 
+// pathRows returns the number of rows in paths.
+func (d *daemon) pathRows(t testing.TB) int {
+	t.Helper()
+	var n int
+	if err := d.db.QueryRow("SELECT count(*) FROM paths").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // buildBinary builds the oxitraffic binary once per test run and returns its path.
 var buildBinary = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "oxitraffic-bin-")

@@ -87,11 +87,7 @@ func TestUnknownPathsAreRefusedAndNotStored(t *testing.T) {
 			t.Errorf("GET /call%s = %d %q; want 404 unknown", p, resp.StatusCode, resp.Header.Get("X-OxiTraffic"))
 		}
 	}
-	var n int
-	if err := d.db.QueryRow("SELECT count(*) FROM paths").Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	if n != 0 {
+	if n := d.pathRows(t); n != 0 {
 		t.Errorf("paths rows = %d; want 0", n)
 	}
 	// A redirect within the tracked site is followed.
@@ -156,9 +152,7 @@ func TestInvalidPathsGet400(t *testing.T) {
 	if d.site.requests.Load() != 0 {
 		t.Errorf("the tracked site got %d requests; want 0 for invalid paths", d.site.requests.Load())
 	}
-	var n int
-	d.db.QueryRow("SELECT count(*) FROM paths").Scan(&n)
-	if n != 0 {
+	if n := d.pathRows(t); n != 0 {
 		t.Errorf("paths rows = %d; want 0", n)
 	}
 }
@@ -232,9 +226,7 @@ func TestConcurrentFirstCallsCheckOnce(t *testing.T) {
 	if n := d.site.requests.Load(); n != 1 {
 		t.Errorf("checks of a new path called 50 times at once = %d; want 1", n)
 	}
-	var n int
-	d.db.QueryRow("SELECT count(*) FROM paths").Scan(&n)
-	if n != 1 {
+	if n := d.pathRows(t); n != 1 {
 		t.Errorf("paths rows = %d; want 1", n)
 	}
 	if n := d.rows(t, "blog/post-1"); n != 50 {

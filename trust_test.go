@@ -88,10 +88,8 @@ func TestChecksOfNewPathsAreBounded(t *testing.T) {
 	if resp := d.call(t, "/blog", "203.0.113.67"); resp.Header.Get("X-OxiTraffic") != "counted" {
 		t.Errorf("a real page after the flood = %d %q; want counted", resp.StatusCode, resp.Header.Get("X-OxiTraffic"))
 	}
-	var paths int
-	d.db.QueryRow("SELECT count(*) FROM paths").Scan(&paths)
-	if paths != 1 {
-		t.Errorf("paths rows = %d; want 1 (blog)", paths)
+	if n := d.pathRows(t); n != 1 {
+		t.Errorf("paths rows = %d; want 1 (blog)", n)
 	}
 }
 
