@@ -108,17 +108,22 @@ func (s *server) routes() http.Handler {
 	if s.metrics {
 		mux.HandleFunc("GET /metrics", s.handleMetrics)
 	}
-	return rejectDotSegments(mux)
+	return s.rejectDotSegments(mux)
 }
 
 // rejectDotSegments answers 400 for a path with "." or ".." segments, which ServeMux
 // would otherwise redirect to another path, so that /call/a/../b cannot count b.
-func rejectDotSegments(next http.Handler) http.Handler {
+func (s *server) rejectDotSegments(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.Contains(r.URL.Path, "/.") {
 			for seg := range strings.SplitSeq(r.URL.Path, "/") {
 				if seg == "." || seg == ".." {
-					httpError(w, http.StatusBadRequest, invalidPath(`contains a "." or ".." segment`).Error())
+					err := invalidPath(`contains a "." or ".." segment`)
+					if strings.HasPrefix(r.URL.Path, "/call/") {
+						s.callError(w, r, outInvalid, err)
+					} else {
+						s.error(w, r, err)
+					}
 					return
 				}
 			}

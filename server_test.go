@@ -145,8 +145,8 @@ func TestInvalidPathsGet400(t *testing.T) {
 		"/./blog",
 	} {
 		resp := d.call(t, p, "203.0.113.3")
-		if resp.StatusCode != 400 {
-			t.Errorf("GET /call%.40s = %d; want 400", p, resp.StatusCode)
+		if resp.StatusCode != 400 || resp.Header.Get("X-OxiTraffic") != "invalid" {
+			t.Errorf("GET /call%.40s = %d %q; want 400 invalid", p, resp.StatusCode, resp.Header.Get("X-OxiTraffic"))
 		}
 	}
 	if d.site.requests.Load() != 0 {
