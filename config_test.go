@@ -46,6 +46,7 @@ func runWith(t *testing.T, config string, env map[string]string, noImage bool) e
 	return run(ctx, nil, getenv, &out, &errOut)
 }
 
+// TestConfigErrors checks that every wrong or missing setting stops the start with one line naming it.
 func TestConfigErrors(t *testing.T) {
 	replace := func(old, new string) string { return strings.Replace(goodConfig, old, new, 1) }
 	for _, c := range []struct {
@@ -84,6 +85,7 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// TestMissingDataDir checks that a start without OXITRAFFIC_DATA_DIR names the variable.
 func TestMissingDataDir(t *testing.T) {
 	var out, errOut syncBuffer
 	err := run(context.Background(), nil, func(string) string { return "" }, &out, &errOut)
@@ -92,6 +94,7 @@ func TestMissingDataDir(t *testing.T) {
 	}
 }
 
+// TestConfigDefaultsAndEnvOverrides checks the defaults and that environment variables win over the file.
 func TestConfigDefaultsAndEnvOverrides(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(goodConfig+"dedup:\n  window: 24h\n"), 0o600)
@@ -123,6 +126,7 @@ func TestConfigDefaultsAndEnvOverrides(t *testing.T) {
 	}
 }
 
+// TestUnreachableDatabaseStopsTheStart checks that an unreachable PostgreSQL stops the start within db.connect_timeout.
 func TestUnreachableDatabaseStopsTheStart(t *testing.T) {
 	start := time.Now()
 	err := runWith(t, goodConfig+"", map[string]string{"OXITRAFFIC_DB__CONNECT_TIMEOUT": "2s"}, false)

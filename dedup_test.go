@@ -9,6 +9,7 @@ import (
 	"time"
 )
 
+// TestSipHashVectors checks SipHash-2-4 against the reference test vectors.
 func TestSipHashVectors(t *testing.T) {
 	var key [16]byte
 	for i := range key {
@@ -41,6 +42,7 @@ func TestSipHashVectors(t *testing.T) {
 	}
 }
 
+// TestDedupUntilRestart checks that without a window a pair counts once.
 func TestDedupUntilRestart(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	d := newDedupSet(0, 1000, now)
@@ -58,6 +60,7 @@ func TestDedupUntilRestart(t *testing.T) {
 	}
 }
 
+// TestDedupWindow checks that with a window a pair counts again once the window has passed.
 func TestDedupWindow(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
 	d := newDedupSet(time.Hour, 1000, t0)
@@ -81,6 +84,7 @@ func TestDedupWindow(t *testing.T) {
 	}
 }
 
+// TestDedupKeyRotatesWithWindow checks that a hash key is dropped after two windows.
 func TestDedupKeyRotatesWithWindow(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
 	d := newDedupSet(time.Hour, 1000, t0)
@@ -97,6 +101,7 @@ func TestDedupKeyRotatesWithWindow(t *testing.T) {
 	}
 }
 
+// TestDedupMemoryIsBounded checks that dedup.max_entries bounds the remembered pairs.
 func TestDedupMemoryIsBounded(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	d := newDedupSet(0, 1000, now)

@@ -116,6 +116,7 @@ func startBurst(t *testing.T) (p *process, db *sql.DB, stop chan struct{}, wait 
 	return p, db, stop, func() int64 { return <-result }
 }
 
+// TestKill9LosesNoAcknowledgedCall checks that kill -9 during a burst loses no call answered as counted.
 func TestKill9LosesNoAcknowledgedCall(t *testing.T) {
 	p, db, stop, wait := startBurst(t)
 	time.Sleep(1500 * time.Millisecond)
@@ -136,6 +137,7 @@ func TestKill9LosesNoAcknowledgedCall(t *testing.T) {
 	t.Logf("acknowledged %d, rows %d", counted, rows)
 }
 
+// TestSIGTERMDrainsTheQueue checks that SIGTERM during a burst writes every acknowledged call and exits 0.
 func TestSIGTERMDrainsTheQueue(t *testing.T) {
 	p, db, stop, wait := startBurst(t)
 	time.Sleep(time.Second)
@@ -153,6 +155,7 @@ func TestSIGTERMDrainsTheQueue(t *testing.T) {
 	}
 }
 
+// TestOutageQueuesCallsUntilPostgreSQLIsBack checks that calls made while PostgreSQL is down are written when it is back, up to queue_size.
 func TestOutageQueuesCallsUntilPostgreSQLIsBack(t *testing.T) {
 	cfg, stopPG, err := startCluster()
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 )
 
+// TestNotifySocketGetsReadyAndStopping checks the sd_notify datagrams: READY, WATCHDOG, STOPPING.
 func TestNotifySocketGetsReadyAndStopping(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "notify.sock")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
@@ -88,6 +89,7 @@ func parseMetrics(t *testing.T, body string) map[string]float64 {
 	return out
 }
 
+// TestMetricsMoveWithCalls checks that /metrics is valid exposition text and counts what calls do.
 func TestMetricsMoveWithCalls(t *testing.T) {
 	d := startDaemon(t, "")
 	status, body := get(t, d.url+"/metrics")
@@ -125,6 +127,7 @@ func TestMetricsMoveWithCalls(t *testing.T) {
 	}
 }
 
+// TestMetricsOnTheirOwnAddress checks that metrics_address moves /metrics off the main listener.
 func TestMetricsOnTheirOwnAddress(t *testing.T) {
 	d := startDaemon(t, "metrics_address: \"127.0.0.1:0\"\n")
 	if status, _ := get(t, d.url+"/metrics"); status != 404 {
@@ -140,6 +143,7 @@ func TestMetricsOnTheirOwnAddress(t *testing.T) {
 	}
 }
 
+// TestSIGHUPReopensTheLogFile checks that SIGHUP starts a new log file after logrotate moved the old one.
 func TestSIGHUPReopensTheLogFile(t *testing.T) {
 	dbCfg, _ := newTestDB(t)
 	st := newSite(t)
@@ -171,6 +175,7 @@ func TestSIGHUPReopensTheLogFile(t *testing.T) {
 	}
 }
 
+// TestCheckAndVersionFlags checks -version and -check with good and bad settings.
 func TestCheckAndVersionFlags(t *testing.T) {
 	dbCfg, _ := newTestDB(t)
 	good := writeDataDir(t, dbCfg, "http://127.0.0.1:1", "")
@@ -208,6 +213,7 @@ func TestCheckAndVersionFlags(t *testing.T) {
 	}
 }
 
+// TestSystemdUnit checks the unit with systemd-analyze verify and its security score, where systemd-analyze is installed.
 func TestSystemdUnit(t *testing.T) {
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {

@@ -25,6 +25,7 @@ func (d *daemon) addCalls(t *testing.T, path string, offset int, times ...string
 	}
 }
 
+// TestHistoryBuckets checks /api/history?by= at +05:30 across a day boundary, with and without a range.
 func TestHistoryBuckets(t *testing.T) {
 	d := startDaemon(t, "utc_offset:\n  hours: 5\n  minutes: 30\n")
 	const offset = 5*3600 + 30*60
@@ -81,6 +82,7 @@ func TestHistoryBuckets(t *testing.T) {
 	}
 }
 
+// TestDashboard checks the dashboard's list, totals, links and stylesheet.
 func TestDashboard(t *testing.T) {
 	d := startDaemon(t, "")
 	d.call(t, "/blog", "203.0.113.1")
@@ -123,6 +125,7 @@ func TestDashboard(t *testing.T) {
 	}
 }
 
+// TestPlotPage checks the plot page's SVG, choices, empty and unknown paths, and bad parameters.
 func TestPlotPage(t *testing.T) {
 	d := startDaemon(t, "")
 	d.call(t, "/blog", "203.0.113.1")
@@ -155,6 +158,7 @@ func TestPlotPage(t *testing.T) {
 	}
 }
 
+// TestNiceSteps checks the round tick values of the plot's axes.
 func TestNiceSteps(t *testing.T) {
 	for _, c := range []struct {
 		max       int64

@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 )
 
+// TestPathAfter checks the path rules: normalisation and every reason for 400.
 func TestPathAfter(t *testing.T) {
 	for _, c := range []struct {
 		escaped, want string

@@ -13,6 +13,7 @@ import (
 	"testing"
 )
 
+// TestCallCountsOncePerVisitorAndPage checks that a visitor counts once per page.
 func TestCallCountsOncePerVisitorAndPage(t *testing.T) {
 	d := startDaemon(t, "")
 	for _, c := range []struct {
@@ -37,6 +38,7 @@ func TestCallCountsOncePerVisitorAndPage(t *testing.T) {
 	}
 }
 
+// TestCallAnswersTheImage checks the image and the headers of a /call answer.
 func TestCallAnswersTheImage(t *testing.T) {
 	d := startDaemon(t, "")
 	resp, err := http.Get(d.url + "/call/blog")
@@ -60,6 +62,7 @@ func TestCallAnswersTheImage(t *testing.T) {
 	}
 }
 
+// TestForwardedForOnlyFromTrustedProxies checks that X-Forwarded-For is believed only from trusted proxies.
 func TestForwardedForOnlyFromTrustedProxies(t *testing.T) {
 	for _, c := range []struct {
 		name, config string
@@ -79,6 +82,7 @@ func TestForwardedForOnlyFromTrustedProxies(t *testing.T) {
 	}
 }
 
+// TestUnknownPathsAreRefusedAndNotStored checks that paths the tracked site does not serve get 404 and no row.
 func TestUnknownPathsAreRefusedAndNotStored(t *testing.T) {
 	d := startDaemon(t, "")
 	for _, p := range []string{"/nope", "/away", "/blog/post-2"} {
@@ -96,6 +100,7 @@ func TestUnknownPathsAreRefusedAndNotStored(t *testing.T) {
 	}
 }
 
+// TestPathNormalisation checks that the forms of one path are stored as one.
 func TestPathNormalisation(t *testing.T) {
 	d := startDaemon(t, "")
 	for i, c := range []struct{ request, path string }{
@@ -131,6 +136,7 @@ func TestPathNormalisation(t *testing.T) {
 	}
 }
 
+// TestInvalidPathsGet400 checks that invalid paths get 400 and are neither checked nor stored.
 func TestInvalidPathsGet400(t *testing.T) {
 	d := startDaemon(t, "")
 	for _, p := range []string{
@@ -157,6 +163,7 @@ func TestInvalidPathsGet400(t *testing.T) {
 	}
 }
 
+// TestAPI checks /api/counts, /api/count and /api/history, times at +05:30.
 func TestAPI(t *testing.T) {
 	d := startDaemon(t, "utc_offset:\n  hours: 5\n  minutes: 30\n")
 	for i := range 3 {
@@ -220,6 +227,7 @@ func TestAPI(t *testing.T) {
 	}
 }
 
+// TestConcurrentFirstCallsCheckOnce checks that 50 first calls of a new path at once cause one check and one row.
 func TestConcurrentFirstCallsCheckOnce(t *testing.T) {
 	d := startDaemon(t, "")
 	concurrently(50, func(i int) { d.call(t, "/blog/post-1", fmt.Sprintf("198.51.100.%d", i+1)) })
@@ -234,6 +242,7 @@ func TestConcurrentFirstCallsCheckOnce(t *testing.T) {
 	}
 }
 
+// TestRestartKeepsCounts checks that counts survive a restart and the dedup set does not.
 func TestRestartKeepsCounts(t *testing.T) {
 	d := startDaemon(t, "")
 	d.call(t, "/blog", "203.0.113.1")
@@ -249,6 +258,7 @@ func TestRestartKeepsCounts(t *testing.T) {
 	}
 }
 
+// TestNoIPAddressIsStoredOrLogged checks the database dump, the log file and stderr for visitors' addresses.
 func TestNoIPAddressIsStoredOrLogged(t *testing.T) {
 	d := startDaemon(t, "")
 	ips := []string{"203.0.113.77", "2001:db8:1234:5678::1"}
@@ -298,6 +308,7 @@ func pgDump(t *testing.T, cfg DBConfig) string {
 	return string(out)
 }
 
+// TestHealthz checks /healthz while PostgreSQL answers.
 func TestHealthz(t *testing.T) {
 	d := startDaemon(t, "")
 	if status, body := get(t, d.url+"/healthz"); status != 200 || body != "ok\n" {
@@ -305,6 +316,7 @@ func TestHealthz(t *testing.T) {
 	}
 }
 
+// TestShutdownWritesQueuedCalls checks that a stop right after a burst keeps every acknowledged call.
 func TestShutdownWritesQueuedCalls(t *testing.T) {
 	d := startDaemon(t, "")
 	concurrently(200, func(i int) { d.call(t, "/blog", fmt.Sprintf("10.1.%d.%d", i/250, i%250)) })

@@ -5,6 +5,7 @@ import (
 	"testing"
 )
 
+// TestDatabaseOfTheOriginalKeepsItsHistory checks that a database of the original OxiTraffic is merged and keeps its counts.
 func TestDatabaseOfTheOriginalKeepsItsHistory(t *testing.T) {
 	dbCfg, db := newTestDB(t)
 	// The original's tables, without a unique path, with one path in two rows.
@@ -49,6 +50,7 @@ func TestDatabaseOfTheOriginalKeepsItsHistory(t *testing.T) {
 	}
 }
 
+// TestRollupsFollowTheOffset checks that the daily rollup is rebuilt when the UTC offset changes.
 func TestRollupsFollowTheOffset(t *testing.T) {
 	_, db := newTestDB(t)
 	if err := applySchema(context.Background(), db); err != nil {

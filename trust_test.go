@@ -9,6 +9,7 @@ import (
 	"testing"
 )
 
+// TestWhatIsNotCounted checks that bots, prefetches and opted-out visitors get the image and no row.
 func TestWhatIsNotCounted(t *testing.T) {
 	for _, c := range []struct {
 		name, config string
@@ -41,6 +42,7 @@ func TestWhatIsNotCounted(t *testing.T) {
 	}
 }
 
+// TestIPv6VisitorIsItsSlash64 checks that an IPv6 /64 is one visitor and mapped IPv4 is IPv4.
 func TestIPv6VisitorIsItsSlash64(t *testing.T) {
 	d := startDaemon(t, "")
 	for _, c := range []struct{ xff, want string }{
@@ -56,6 +58,7 @@ func TestIPv6VisitorIsItsSlash64(t *testing.T) {
 	}
 }
 
+// TestChecksOfNewPathsAreBounded checks the negative cache, shared checks and the per-visitor budget.
 func TestChecksOfNewPathsAreBounded(t *testing.T) {
 	d := startDaemon(t, "")
 
@@ -93,6 +96,7 @@ func TestChecksOfNewPathsAreBounded(t *testing.T) {
 	}
 }
 
+// TestOverallCheckBudget checks verify.per_minute across visitors.
 func TestOverallCheckBudget(t *testing.T) {
 	d := startDaemon(t, "verify:\n  per_minute: 5\n")
 	limited := 0
@@ -107,6 +111,7 @@ func TestOverallCheckBudget(t *testing.T) {
 	}
 }
 
+// TestOversizedHeadersAreRefused checks that oversized headers get 431.
 func TestOversizedHeadersAreRefused(t *testing.T) {
 	d := startDaemon(t, "")
 	req, _ := http.NewRequest(http.MethodGet, d.url+"/call/blog", nil)
@@ -122,6 +127,7 @@ func TestOversizedHeadersAreRefused(t *testing.T) {
 	}
 }
 
+// TestAbuseLeavesNoAddressBehind checks the data folder and the database dump for addresses after abuse.
 func TestAbuseLeavesNoAddressBehind(t *testing.T) {
 	d := startDaemon(t, "respect_dnt: true\n")
 	ips := []string{"203.0.113.91", "2001:db8:abcd:ef01::91", "198.51.100.92"}

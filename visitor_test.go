@@ -8,6 +8,7 @@ import (
 	"testing"
 )
 
+// TestVisitorAddr checks who the visitor is for peers and X-Forwarded-For chains.
 func TestVisitorAddr(t *testing.T) {
 	trusted, _ := parsePrefixes([]string{"127.0.0.0/8", "::1/128", "10.0.0.0/8"})
 	for _, c := range []struct {
@@ -42,6 +43,7 @@ func TestVisitorAddr(t *testing.T) {
 	}
 }
 
+// TestIsBot checks the User-Agent rules.
 func TestIsBot(t *testing.T) {
 	for _, c := range []struct {
 		ua   string
@@ -68,6 +70,7 @@ func TestIsBot(t *testing.T) {
 	}
 }
 
+// TestOptOutAndPrefetch checks DNT, Sec-GPC and prefetch headers.
 func TestOptOutAndPrefetch(t *testing.T) {
 	h := func(kv ...string) http.Header {
 		out := http.Header{}
@@ -120,6 +123,7 @@ func FuzzForwardedFor(f *testing.F) {
 	})
 }
 
+// TestServerErrorLogHasNoAddress checks that net/http's own log lines lose the client's address.
 func TestServerErrorLogHasNoAddress(t *testing.T) {
 	var buf syncBuffer
 	l := serverErrorLog(slog.New(slog.NewTextHandler(&buf, nil)))
