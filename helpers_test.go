@@ -33,11 +33,15 @@ var testPG struct {
 	n    atomic.Int64
 }
 
-// TestMain runs the tests and stops the throwaway PostgreSQL cluster if one was started.
+// TestMain runs the tests, then stops the throwaway PostgreSQL cluster and removes the
+// built binary, if the tests made them.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if testPG.stop != nil {
 		testPG.stop()
+	}
+	if binDir != "" {
+		os.RemoveAll(binDir)
 	}
 	os.Exit(code)
 }
@@ -404,12 +408,16 @@ func (d *daemon) pathRows(t testing.TB) int {
 	return n
 }
 
+// binDir holds the binary that buildBinary built, removed by TestMain.
+var binDir string
+
 // buildBinary builds the oxitraffic binary once per test run and returns its path.
 var buildBinary = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "oxitraffic-bin-")
 	if err != nil {
 		return "", err
 	}
+	binDir = dir
 	bin := filepath.Join(dir, "oxitraffic")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
 	if err != nil {
