@@ -249,12 +249,6 @@ func (s *sipState) finish(tail string, total int) uint64 {
 	return v0 ^ v1 ^ v2 ^ v3
 }
 
-// sipHash is SipHash-2-4 of msg under the key (k0, k1).
-func sipHash(k0, k1 uint64, msg string) uint64 {
-	s := newSip(k0, k1)
-	return s.finish(msg, len(msg))
-}
-
 // sipHashPair is SipHash-2-4 of the 16 bytes of an address followed by a path, without
 // copying them into one message.
 func sipHashPair(k0, k1 uint64, addr [16]byte, path string) uint64 {

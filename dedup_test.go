@@ -32,8 +32,9 @@ func TestSipHashVectors(t *testing.T) {
 		{0, 0, string(make([]byte, 8)), 0xe849e8bb6ffe2567},
 		{0, 0, string(make([]byte, 1535)), 0xe74d1c0ab64b2afa},
 	} {
-		if got := sipHash(c.k0, c.k1, c.msg); got != c.want {
-			t.Errorf("sipHash(%x, %x, %d bytes) = %x; want %x", c.k0, c.k1, len(c.msg), got, c.want)
+		sip := newSip(c.k0, c.k1)
+		if got := sip.finish(c.msg, len(c.msg)); got != c.want {
+			t.Errorf("SipHash-2-4(%x, %x, %d bytes) = %x; want %x", c.k0, c.k1, len(c.msg), got, c.want)
 		}
 	}
 	// An address and a path hash as their concatenation.
