@@ -532,7 +532,7 @@ type writer struct {
 
 	// insert is prepared once, so that PostgreSQL parses and plans it only once per connection.
 	insert *sql.Stmt
-	offset int // the UTC offset in seconds, for the daily rollup
+	offset string // the UTC offset as an interval, for the daily rollup
 
 	committed func([]pendingCall) // told of each written batch before it is acknowledged
 
@@ -570,7 +570,7 @@ func newWriter(ctx context.Context, db *sql.DB, max, offset int, committed func(
 		return nil, fmt.Errorf("prepare insert: %w", err)
 	}
 	w := &writer{
-		db: db, log: log, max: max, insert: insert, offset: offset, committed: committed,
+		db: db, log: log, max: max, insert: insert, offset: offsetInterval(offset), committed: committed,
 		wake:      make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		stopped:   make(chan struct{}),
@@ -724,7 +724,7 @@ func (w *writer) write(b *batch) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
-	_, err := w.insert.ExecContext(ctx, pq.Array(ids), pq.Array(micros), offsetInterval(w.offset))
+	_, err := w.insert.ExecContext(ctx, pq.Array(ids), pq.Array(micros), w.offset)
 	if err != nil {
 		return fmt.Errorf("insert %d calls: %w", len(b.calls), err)
 	}
