@@ -174,7 +174,6 @@ func (s *server) handleCall(w http.ResponseWriter, r *http.Request) {
 		s.sendImage(w, outDropped)
 		return
 	}
-	s.log.Info("call", "path", path)
 	if !healthy {
 		// PostgreSQL is down: the call waits in the queue; the visitor need not.
 		s.sendImage(w, outQueued)

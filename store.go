@@ -343,6 +343,8 @@ func (s *store) buckets(ctx context.Context, path, unit string, tr timeRange, lo
 	query, args := bucketsFromRollup, []any{id, unit, localTime(tr.from, loc), localTime(tr.to, loc)}
 	if unit == "hour" || !isMidnight(tr.from, loc) || !isMidnight(tr.to, loc) {
 		query, args = bucketsFromCalls, append(args, offsetInterval(s.offset))
+	} else if err := s.w.flushRollups(ctx); err != nil {
+		return nil, err
 	}
 	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
@@ -387,6 +389,9 @@ func isMidnight(t time.Time, loc *time.Location) bool {
 func (s *store) countBefore(ctx context.Context, id int32, day time.Time, loc *time.Location) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
+	if err := s.w.flushRollups(ctx); err != nil {
+		return 0, err
+	}
 	var n int64
 	err := s.db.QueryRowContext(ctx, "SELECT coalesce(sum(count), 0)::int8 FROM daily_calls WHERE path_id = $1 AND day < $2::date",
 		id, day.In(loc).Format(time.DateOnly)).Scan(&n)
@@ -400,6 +405,9 @@ func (s *store) countBefore(ctx context.Context, id int32, day time.Time, loc *t
 func (s *store) pathStats(ctx context.Context, id int32) (int64, time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
+	if err := s.w.flushRollups(ctx); err != nil {
+		return 0, time.Time{}, err
+	}
 	var n int64
 	var first time.Time
 	err := s.db.QueryRowContext(ctx, "SELECT count, first_call FROM path_counts WHERE path_id = $1", id).Scan(&n, &first)
@@ -416,6 +424,9 @@ func (s *store) pathStats(ctx context.Context, id int32) (int64, time.Time, erro
 func (s *store) firstCall(ctx context.Context) (time.Time, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
+	if err := s.w.flushRollups(ctx); err != nil {
+		return time.Time{}, false, err
+	}
 	var t sql.NullTime
 	if err := s.db.QueryRowContext(ctx, "SELECT min(first_call) FROM path_counts").Scan(&t); err != nil {
 		return time.Time{}, false, fmt.Errorf("select first call: %w", err)
@@ -514,6 +525,12 @@ type batch struct {
 // once; under load, calls gather while the previous batch commits, so batches grow by
 // themselves. (Two writers were slower: smaller batches, and PostgreSQL's CPU is the limit.)
 // While PostgreSQL is down, calls wait in the bounded queue and are written when it is back.
+//
+// The rollups are not written with the calls: adding a batch to them took more of
+// PostgreSQL's time than inserting it. The writer sums the written calls in memory and
+// adds them to the rollups in a transaction of their own when no call waits, at least every
+// rollupEvery, before a read that uses them, and when it stops. A crash can leave the
+// rollups short of the last calls; syncRollups finds that at the next start and rebuilds them.
 type writer struct {
 	db  *sql.DB
 	log *slog.Logger
@@ -530,9 +547,18 @@ type writer struct {
 	stopped  chan struct{}
 	stopOnce sync.Once
 
-	// insert is prepared once, so that PostgreSQL parses and plans it only once per connection.
-	insert *sql.Stmt
-	offset string // the UTC offset as an interval, for the daily rollup
+	// insert and addRollups are prepared once, so that PostgreSQL parses and plans them only
+	// once per connection.
+	insert     *sql.Stmt
+	addRollups *sql.Stmt
+	offset     int64 // the UTC offset in seconds, for the days of the daily rollup
+
+	// Owned by the writer goroutine: calls written but not yet in the rollups, when the
+	// rollups were last written, and when a failed attempt may be retried.
+	pending    rollupDelta
+	rolled     time.Time
+	rollRetry  time.Time
+	rollupReqs chan chan error // reads that need the rollups written first
 
 	committed func([]pendingCall) // told of each written batch before it is acknowledged
 
@@ -542,40 +568,96 @@ type writer struct {
 	latency   histogram
 }
 
-// insertCalls writes a batch, path ids and times in microseconds since the epoch as arrays,
-// and adds it to the rollups, in one statement and so in one transaction. $3 is the UTC
-// offset as an interval.
+// rollupEvery is how long the rollups may lag behind the calls while calls keep coming.
+const rollupEvery = time.Second
+
+// rollupDelta is what written calls add to the rollups: calls per path and day, and calls
+// and first call per path.
+type rollupDelta struct {
+	days  map[pathDay]int64
+	paths map[int64]pathTotal
+}
+
+// pathDay is a path id and a day, counted in days since 1970-01-01 at the UTC offset.
+type pathDay struct{ pathID, day int64 }
+
+// pathTotal is a number of calls and the first of them, in microseconds since the epoch.
+type pathTotal struct{ count, first int64 }
+
+// add sums calls into the delta; offset is the UTC offset in seconds.
+func (d *rollupDelta) add(calls []pendingCall, offset int64) {
+	if d.days == nil {
+		d.days, d.paths = map[pathDay]int64{}, map[int64]pathTotal{}
+	}
+	for _, c := range calls {
+		d.days[pathDay{c.pathID, floorDiv(c.micros+offset*1e6, 86_400e6)}]++
+		t, ok := d.paths[c.pathID]
+		if !ok || c.micros < t.first {
+			t.first = c.micros
+		}
+		t.count++
+		d.paths[c.pathID] = t
+	}
+}
+
+// empty reports whether the delta adds nothing.
+func (d *rollupDelta) empty() bool {
+	return len(d.paths) == 0
+}
+
+// floorDiv is a / b rounded down.
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b < 0 {
+		q--
+	}
+	return q
+}
+
+// insertCalls writes a batch: path ids and times in microseconds since the epoch, as arrays,
+// so that a batch is one statement and one round trip.
 const insertCalls = `
-	WITH ins AS (
-		INSERT INTO calls (path_id, timestamp)
-		SELECT p, 'epoch'::timestamptz + t * interval '1 microsecond'
-		FROM unnest($1::int8[], $2::int8[]) AS u (p, t)
-		RETURNING path_id, timestamp
-	), days AS (
+	INSERT INTO calls (path_id, timestamp)
+	SELECT p, 'epoch'::timestamptz + t * interval '1 microsecond'
+	FROM unnest($1::int8[], $2::int8[]) AS u (p, t)`
+
+// insertRollups adds a rollupDelta to the rollups: $1 path ids, $2 days since 1970-01-01 and
+// $3 counts for daily_calls; $4 path ids, $5 counts and $6 first calls for path_counts.
+const insertRollups = `
+	WITH days AS (
 		INSERT INTO daily_calls (path_id, day, count)
-		SELECT path_id, ((timestamp + $3::interval) AT TIME ZONE 'UTC')::date, count(*) FROM ins GROUP BY 1, 2
+		SELECT p, date '1970-01-01' + d::int4, n FROM unnest($1::int8[], $2::int8[], $3::int8[]) AS u (p, d, n)
 		ON CONFLICT (path_id, day) DO UPDATE SET count = daily_calls.count + EXCLUDED.count
 	)
 	INSERT INTO path_counts (path_id, count, first_call)
-	SELECT path_id, count(*), min(timestamp) FROM ins GROUP BY 1
+	SELECT p, n, 'epoch'::timestamptz + f * interval '1 microsecond' FROM unnest($4::int8[], $5::int8[], $6::int8[]) AS u (p, n, f)
 	ON CONFLICT (path_id) DO UPDATE SET
 		count = path_counts.count + EXCLUDED.count,
 		first_call = least(path_counts.first_call, EXCLUDED.first_call)`
 
-// newWriter prepares the INSERT and starts the writer goroutine with a queue of at most max calls.
-// committed is called with the calls of each batch after its COMMIT, before they are acknowledged.
+// newWriter prepares its statements and starts the writer goroutine with a queue of at most
+// max calls; offset is the UTC offset in seconds. committed is called with the calls of each
+// batch after its COMMIT, before they are acknowledged.
 func newWriter(ctx context.Context, db *sql.DB, max, offset int, committed func([]pendingCall), log *slog.Logger) (*writer, error) {
 	insert, err := db.PrepareContext(ctx, insertCalls)
 	if err != nil {
 		return nil, fmt.Errorf("prepare insert: %w", err)
 	}
+	addRollups, err := db.PrepareContext(ctx, insertRollups)
+	if err != nil {
+		insert.Close()
+		return nil, fmt.Errorf("prepare rollups: %w", err)
+	}
 	w := &writer{
-		db: db, log: log, max: max, insert: insert, offset: offsetInterval(offset), committed: committed,
-		wake:      make(chan struct{}, 1),
-		stop:      make(chan struct{}),
-		stopped:   make(chan struct{}),
-		batchSize: newHistogram(1, 4, 16, 64, 256, 1024, maxBatch),
-		latency:   newHistogram(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+		db: db, log: log, max: max, insert: insert, addRollups: addRollups, offset: int64(offset),
+		committed:  committed,
+		rolled:     time.Now(),
+		rollupReqs: make(chan chan error),
+		wake:       make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+		stopped:    make(chan struct{}),
+		batchSize:  newHistogram(1, 4, 16, 64, 256, 1024, maxBatch),
+		latency:    newHistogram(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
 	}
 	w.healthy.Store(true)
 	go w.loop()
@@ -648,23 +730,35 @@ func (w *writer) droppedCalls() int64 {
 	return w.dropped
 }
 
-// loop writes batches until stop is closed and the queue is empty.
+// loop writes batches until stop is closed and the queue is empty, and keeps the rollups
+// up to date.
 func (w *writer) loop() {
 	defer close(w.stopped)
 	wait := 100 * time.Millisecond
 	var logged int64
 	for {
+		select {
+		case req := <-w.rollupReqs:
+			req <- w.writeRollups()
+		default:
+		}
 		b := w.take()
 		if b == nil {
+			// No call waits: a good time to bring the rollups up to date.
+			w.maybeWriteRollups(true)
 			select {
 			case <-w.wake:
-				continue
+			case req := <-w.rollupReqs:
+				req <- w.writeRollups()
 			case <-w.stop:
 				if w.queueLen() == 0 {
+					if err := w.writeRollups(); err != nil {
+						w.log.Error("rollups not written at stop: they are rebuilt at the next start", "err", err)
+					}
 					return
 				}
-				continue
 			}
+			continue
 		}
 		start := time.Now()
 		err := w.write(b)
@@ -673,6 +767,7 @@ func (w *writer) loop() {
 			w.latency.observe(time.Since(start).Seconds())
 			w.batchSize.observe(float64(len(b.calls)))
 			w.written.Add(int64(len(b.calls)))
+			w.pending.add(b.calls, w.offset)
 			w.committed(b.calls)
 			w.finished(b)
 			if !w.healthy.Swap(true) {
@@ -694,13 +789,24 @@ func (w *writer) loop() {
 			logged = d
 		}
 		if err != nil {
-			select {
-			case <-time.After(wait):
-			case <-w.stop:
-				// Draining: keep trying at the same pace until the deadline of close.
-				time.Sleep(wait)
-			}
+			w.pause(wait)
 			wait = min(2*wait, 5*time.Second)
+			continue
+		}
+		w.maybeWriteRollups(false)
+	}
+}
+
+// pause waits for d after a failed write, still answering reads that need the rollups.
+func (w *writer) pause(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return
+		case req := <-w.rollupReqs:
+			req <- w.writeRollups()
 		}
 	}
 }
@@ -715,7 +821,7 @@ func isClosed(ch chan struct{}) bool {
 	}
 }
 
-// write inserts the calls of one batch and adds them to the rollups, in one statement.
+// write inserts the calls of one batch, in one statement.
 func (w *writer) write(b *batch) error {
 	ids := make([]int64, len(b.calls))
 	micros := make([]int64, len(b.calls))
@@ -724,11 +830,66 @@ func (w *writer) write(b *batch) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
-	_, err := w.insert.ExecContext(ctx, pq.Array(ids), pq.Array(micros), w.offset)
+	_, err := w.insert.ExecContext(ctx, pq.Array(ids), pq.Array(micros))
 	if err != nil {
 		return fmt.Errorf("insert %d calls: %w", len(b.calls), err)
 	}
 	return nil
+}
+
+// maybeWriteRollups writes the rollups when calls are waiting for it: at once when the
+// writer is idle, otherwise once rollupEvery has passed; not before a failed attempt's retry time.
+func (w *writer) maybeWriteRollups(idle bool) {
+	now := time.Now()
+	if w.pending.empty() || now.Before(w.rollRetry) || (!idle && now.Sub(w.rolled) < rollupEvery) {
+		return
+	}
+	if err := w.writeRollups(); err != nil {
+		w.rollRetry = now.Add(5 * time.Second)
+		w.log.Error("cannot add calls to the rollups: trying again later", "err", err)
+	}
+}
+
+// writeRollups adds the written calls that are not yet in the rollups to them, in one statement.
+func (w *writer) writeRollups() error {
+	if w.pending.empty() {
+		return nil
+	}
+	var dp, dd, dn, pp, pn, pf []int64
+	for k, n := range w.pending.days {
+		dp, dd, dn = append(dp, k.pathID), append(dd, k.day), append(dn, n)
+	}
+	for id, t := range w.pending.paths {
+		pp, pn, pf = append(pp, id), append(pn, t.count), append(pf, t.first)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	_, err := w.addRollups.ExecContext(ctx, pq.Array(dp), pq.Array(dd), pq.Array(dn), pq.Array(pp), pq.Array(pn), pq.Array(pf))
+	if err != nil {
+		return fmt.Errorf("add %d paths to the rollups: %w", len(pp), err)
+	}
+	w.pending = rollupDelta{}
+	w.rolled, w.rollRetry = time.Now(), time.Time{}
+	return nil
+}
+
+// flushRollups has the writer add every call written so far to the rollups, so that a read
+// of them that follows counts every acknowledged call.
+func (w *writer) flushRollups(ctx context.Context) error {
+	req := make(chan error, 1)
+	select {
+	case w.rollupReqs <- req:
+	case <-w.stopped:
+		return nil // the writer wrote the rollups when it stopped
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // close writes every queued call, until ctx ends, and stops the writer.
@@ -736,7 +897,7 @@ func (w *writer) close(ctx context.Context) error {
 	w.stopOnce.Do(func() { close(w.stop) })
 	select {
 	case <-w.stopped:
-		return w.insert.Close()
+		return errors.Join(w.insert.Close(), w.addRollups.Close())
 	case <-ctx.Done():
 		return fmt.Errorf("%d calls not written before the shutdown deadline", w.queueLen())
 	}

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"testing"
+	"time"
 )
 
 // TestDatabaseOfTheOriginalKeepsItsHistory checks that a database of the original OxiTraffic is merged and keeps its counts.
@@ -71,4 +73,60 @@ func TestRollupsFollowTheOffset(t *testing.T) {
 			t.Errorf("day of 2024-01-04T23:30Z at offset %ds = %s; want %s", c.offset, day, c.day)
 		}
 	}
+}
+
+// TestRollupsAddUpLikeARebuild checks that the rollups the writer adds up in memory are those
+// a rebuild from calls makes, days at the offset included, also around midnight.
+func TestRollupsAddUpLikeARebuild(t *testing.T) {
+	times := []string{
+		"2024-01-04T23:59:59.999999Z", "2024-01-05T00:00:00Z", "2024-01-04T18:29:59Z", "2024-01-04T18:30:00Z",
+		"2024-01-04T10:00:00Z", "2024-01-04T13:59:59Z", "2024-01-04T14:00:00Z", "1969-12-31T23:00:00Z",
+	}
+	for _, offset := range []int{0, 5*3600 + 1800, -10 * 3600, 14 * 3600} {
+		_, db := newTestDB(t)
+		ctx := context.Background()
+		if err := applySchema(ctx, db); err != nil {
+			t.Fatal(err)
+		}
+		db.Exec("INSERT INTO paths (path) VALUES ('blog'), ('about')")
+		s, err := newStore(ctx, db, 100, offset, discardLog())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range times {
+			at, _ := time.Parse(time.RFC3339Nano, v)
+			if b := s.w.enqueue(int32(1+i%2), at); b == nil {
+				t.Fatal("queue full")
+			} else {
+				<-b.done
+			}
+		}
+		if err := s.w.flushRollups(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.w.close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		written := rollupRows(t, db)
+		db.Exec("DELETE FROM oxitraffic_meta")
+		if err := syncRollups(ctx, db, offset, discardLog()); err != nil {
+			t.Fatal(err)
+		}
+		if rebuilt := rollupRows(t, db); written != rebuilt {
+			t.Errorf("offset %ds: rollups written by the writer:\n%s\nrebuilt from calls:\n%s", offset, written, rebuilt)
+		}
+	}
+}
+
+// rollupRows returns the rows of both rollups as text, in order.
+func rollupRows(t *testing.T, db *sql.DB) string {
+	t.Helper()
+	var out string
+	err := db.QueryRow(`SELECT
+		(SELECT string_agg(format('%s %s %s', path_id, day, count), E'\n' ORDER BY path_id, day) FROM daily_calls) || E'\n' ||
+		(SELECT string_agg(format('%s %s %s', path_id, count, first_call AT TIME ZONE 'UTC'), E'\n' ORDER BY path_id) FROM path_counts)`).Scan(&out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

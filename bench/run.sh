@@ -50,9 +50,16 @@ YAML
 "$work/site" -addr "127.0.0.1:$SITE_PORT" >/dev/null & pids+=($!)
 "$work/bare" -addr "127.0.0.1:$BARE_PORT" -image demo/counter.svg & pids+=($!)
 bare=$!
-OXITRAFFIC_DATA_DIR="$work/data" "$work/oxitraffic" >"$work/daemon.out" 2>/dev/null & pids+=($!)
+OXITRAFFIC_DATA_DIR="$work/data" "$work/oxitraffic" >"$work/daemon.out" 2>&1 & pids+=($!)
 daemon=$!
-until grep -q "listening on" "$work/daemon.out"; do sleep 0.1; done
+until grep -q "listening on" "$work/daemon.out"; do
+	if ! kill -0 "$daemon" 2>/dev/null; then
+		echo "oxitraffic exited before listening (is port $DAEMON_PORT, $BARE_PORT or $SITE_PORT taken?):" >&2
+		cat "$work/daemon.out" >&2
+		exit 1
+	fi
+	sleep 0.1
+done
 sleep 2
 idle_kb=$(awk '/^VmRSS/ {print $2}' /proc/$daemon/status)
 
