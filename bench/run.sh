@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: OxiTraffic's /call under load, against a bare net/http handler serving the
 # same image, measured in the same run on this machine. Everything runs on 127.0.0.1 and
-# stops by itself. BENCH_DURATION (default 5s a run), BENCH_ROUNDS (default 3) and
+# stops by itself. BENCH_DURATION (default 5s a run), BENCH_ROUNDS (default 5) and
 # BENCH_CONNECTIONS (default 64) tune it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -101,7 +101,7 @@ bench() {
 
 # The three scenarios run in turn, ROUNDS times, so that all of them see the same drift of
 # a shared machine; the table shows each one's median round and the errors of all rounds.
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-5}
 rows_before=$(psql -c "SELECT count(*) FROM calls")
 counted_before=$(counted)
 for round in $(seq "$ROUNDS"); do
@@ -129,17 +129,22 @@ busy_kb=$(awk '/^VmRSS/ {print $2}' /proc/$daemon/status)
 # cpu_per_call NAME COLUMN: microseconds of CPU per request over all rounds.
 cpu_per_call() { awk -v col="$2" '{c += $col; n += $4} END {printf "%.0f", 1e6 * c / n}' "$work/$1.rounds"; }
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+# ratios BASE NAME: NAME's req/s over BASE's, round by round: each pair ran back to back, so
+# the ratio is less moved by the drift of a shared machine than either number.
+ratios() { paste -d' ' "$work/$2.rounds" "$work/$1.rounds" | awk '{printf "%.3f\n", $1 / $7}' | sort -n; }
+mid() { awk '{v[NR] = $1} END {printf "%.2f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+spread() { awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%.2f-%.2f", lo, hi}'; }
 echo
-echo "$(nproc) cores, wrk -t2 -c$CONNS -d$DURATION, median of $ROUNDS rounds, all on 127.0.0.1, PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') with fsync on"
+echo "$(nproc) cores, wrk -t2 -c$CONNS -d$DURATION, $ROUNDS rounds, all on 127.0.0.1, PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') with fsync on"
+echo "req/s and p99: the median round; × bare: the median of the rounds' ratios to the bare handler run just before"
 echo
-printf "| %-42s | %9s | %8s | %8s | %7s |\n" "scenario" "req/s" "× bare" "p99 ms" "errors"
-printf "|%s|%s|%s|%s|%s|\n" "--------------------------------------------" "-----------" "----------" "----------" "---------"
-row() { printf "| %-42s | %9.0f | %8s | %8.2f | %7d |\n" "$@"; }
-row "bare net/http, same image, same requests" "$bare_rps" "1.00" "$bare_p99" "$(errors bare)"
-row "/call duplicates (no write)" "$dup_rps" "$(ratio "$dup_rps" "$bare_rps")" "$dup_p99" "$(errors duplicates)"
-row "bare, a new X-Forwarded-For per request" "$barenew_rps" "1.00" "$barenew_p99" "$(errors bare-new)"
-row "/call new visitors (a row each)" "$new_rps" "$(ratio "$new_rps" "$barenew_rps")" "$new_p99" "$(errors new-visitors)"
+printf "| %-42s | %9s | %8s | %11s | %8s | %7s |\n" "scenario" "req/s" "× bare" "rounds" "p99 ms" "errors"
+printf "|%s|%s|%s|%s|%s|%s|\n" "--------------------------------------------" "-----------" "----------" "-------------" "----------" "---------"
+row() { printf "| %-42s | %9.0f | %8s | %11s | %8.2f | %7d |\n" "$@"; }
+row "bare net/http, same image, same requests" "$bare_rps" "1.00" "" "$bare_p99" "$(errors bare)"
+row "/call duplicates (no write)" "$dup_rps" "$(ratios bare duplicates | mid)" "$(ratios bare duplicates | spread)" "$dup_p99" "$(errors duplicates)"
+row "bare, a new X-Forwarded-For per request" "$barenew_rps" "1.00" "" "$barenew_p99" "$(errors bare-new)"
+row "/call new visitors (a row each)" "$new_rps" "$(ratios bare-new new-visitors | mid)" "$(ratios bare-new new-visitors | spread)" "$new_p99" "$(errors new-visitors)"
 echo
 echo "new visitors: $new_req responses, $acked acknowledged as counted, $rows rows written (mean batch $batches calls, $write_ms ms to write one)"
 echo "CPU per request: bare handler $(cpu_per_call bare 5) µs (new X-Forwarded-For: $(cpu_per_call bare-new 5) µs); daemon $(cpu_per_call duplicates 5) µs for a duplicate," \
