@@ -33,6 +33,8 @@ func startProcess(t *testing.T, dataDir string) *process {
 	}
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "OXITRAFFIC_DATA_DIR="+dataDir)
+	// Killed with the test process, however it ends.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"os/signal"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -36,13 +38,28 @@ var testPG struct {
 // TestMain runs the tests, then stops the throwaway PostgreSQL cluster and removes the
 // built binary, if the tests made them.
 func TestMain(m *testing.M) {
+	var once sync.Once
+	cleanup := func() {
+		once.Do(func() {
+			if testPG.stop != nil {
+				testPG.stop()
+			}
+			if binDir != "" {
+				os.RemoveAll(binDir)
+			}
+		})
+	}
+	// Ctrl-C and kill clean up too. Only SIGKILL cannot: the next run removes what it left.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sig
+		fmt.Fprintf(os.Stderr, "%v: stopping the throwaway PostgreSQL\n", s)
+		cleanup()
+		os.Exit(1)
+	}()
 	code := m.Run()
-	if testPG.stop != nil {
-		testPG.stop()
-	}
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	cleanup()
 	os.Exit(code)
 }
 
@@ -86,40 +103,36 @@ func pgBinDir() (string, error) {
 	return "", fmt.Errorf("PostgreSQL's initdb and pg_ctl are not installed (Debian: apt-get install postgresql; `make test` does it), and OXITRAFFIC_TEST_DSN is not set")
 }
 
+// clusterPrefix starts the names of the temp folders of throwaway clusters.
+const clusterPrefix = "oxitraffic-test-pg-"
+
+// ownerFile, in a throwaway cluster's folder, holds the PID of the test process that made it.
+const ownerFile = "owner.pid"
+
 // startCluster makes a cluster in a temp folder, listening only on a unix socket there,
 // and starts it; as root it runs as nobody, since PostgreSQL refuses to run as root.
+// It first removes the clusters of test processes that are gone.
 func startCluster() (DBConfig, func(), error) {
 	bin, err := pgBinDir()
 	if err != nil {
 		return DBConfig{}, nil, err
 	}
-	dir, err := os.MkdirTemp("", "oxitraffic-test-pg-")
+	cred, uid, gid, err := clusterUser()
 	if err != nil {
 		return DBConfig{}, nil, err
 	}
-	var cred *syscall.Credential
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("nobody")
-		if err != nil {
-			return DBConfig{}, nil, fmt.Errorf("running as root, PostgreSQL needs another user: %w", err)
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-		if err := os.Chown(dir, uid, gid); err != nil {
-			return DBConfig{}, nil, err
-		}
+	removeStaleClusters(bin, cred)
+	dir, err := os.MkdirTemp("", clusterPrefix)
+	if err != nil {
+		return DBConfig{}, nil, err
 	}
-	pgRun := func(name string, args ...string) error {
-		cmd := exec.Command(filepath.Join(bin, name), args...)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-		cmd.Dir = dir
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("%s: %v\n%s", name, err, out)
-		}
-		return nil
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return DBConfig{}, nil, err
 	}
+	if err := os.Chown(dir, uid, gid); err != nil {
+		return DBConfig{}, nil, err
+	}
+	pgRun := func(name string, args ...string) error { return pgCommand(bin, dir, cred, name, args...) }
 	data := filepath.Join(dir, "data")
 	if err := pgRun("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale"); err != nil {
 		return DBConfig{}, nil, err
@@ -134,6 +147,83 @@ func startCluster() (DBConfig, func(), error) {
 		os.RemoveAll(dir)
 	}
 	return DBConfig{Host: dir, Port: 5432, Username: "postgres", Password: "", SSLMode: "disable"}, stop, nil
+}
+
+// clusterUser returns who runs throwaway clusters: as root, nobody (PostgreSQL refuses to
+// run as root), with its uid and gid; otherwise nil and -1, -1.
+func clusterUser() (*syscall.Credential, int, int, error) {
+	if os.Geteuid() != 0 {
+		return nil, -1, -1, nil
+	}
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("running as root, PostgreSQL needs another user: %w", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, uid, gid, nil
+}
+
+// pgCommand runs one of PostgreSQL's programs in dir, as cred when it is not nil.
+func pgCommand(bin, dir string, cred *syscall.Credential, name string, args ...string) error {
+	cmd := exec.Command(filepath.Join(bin, name), args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %v\n%s", name, err, out)
+	}
+	return nil
+}
+
+// removeStaleClusters stops and removes the throwaway clusters left by test processes that
+// are gone, killed before they could stop their own.
+func removeStaleClusters(bin string, cred *syscall.Credential) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), clusterPrefix+"*"))
+	for _, dir := range dirs {
+		if !staleCluster(dir) {
+			continue
+		}
+		data := filepath.Join(dir, "data")
+		if _, err := os.Stat(filepath.Join(data, "postmaster.pid")); err == nil {
+			pgCommand(bin, dir, cred, "pg_ctl", "stop", "-w", "-t", "30", "-m", "immediate", "-D", data)
+		}
+		os.RemoveAll(dir)
+	}
+}
+
+// staleCluster reports whether the test process that made the cluster in dir is gone. A
+// folder without an owner file is stale once it is a minute old and its server is not running.
+func staleCluster(dir string) bool {
+	if b, err := os.ReadFile(filepath.Join(dir, ownerFile)); err == nil {
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		return err == nil && !processAlive(pid)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil || time.Since(fi.ModTime()) < time.Minute {
+		return false
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid"))
+	if err != nil {
+		return true
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	return err == nil && !processAlive(pid)
+}
+
+// processAlive reports whether a process with this PID runs: it exists and is not a zombie
+// (in a container, PID 1 may never reap the servers that pg_ctl left to it).
+func processAlive(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// The state follows the command name, which is in parentheses and may hold spaces.
+	i := bytes.LastIndexByte(stat, ')')
+	return i < 0 || !bytes.HasPrefix(stat[i+1:], []byte(" Z"))
 }
 
 // newTestDB creates an empty database for one test and returns its settings and a handle.

@@ -3,6 +3,11 @@ package main
 import (
 	"context"
 	"database/sql"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -129,4 +134,43 @@ func rollupRows(t *testing.T, db *sql.DB) string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestStaleClustersAreRemoved checks that a throwaway cluster whose test process is gone,
+// as after a SIGKILL, is stopped and removed by the next run, and that a live one is not.
+func TestStaleClustersAreRemoved(t *testing.T) {
+	_, db := newTestDB(t)
+	cfg, stop, err := startCluster()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cfg.Host, ownerFile), []byte(strconv.Itoa(gone.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(cfg.Host, "data", "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, _ := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
+	if !processAlive(server) {
+		t.Fatalf("the second cluster's server (PID %d) is not running", server)
+	}
+
+	bin, _ := pgBinDir()
+	cred, _, _, _ := clusterUser()
+	removeStaleClusters(bin, cred)
+	if processAlive(server) {
+		t.Errorf("the server of a cluster whose test process is gone (PID %d) still runs", server)
+	}
+	if _, err := os.Stat(cfg.Host); !os.IsNotExist(err) {
+		t.Errorf("the folder of a stale cluster is still there: %s (%v)", cfg.Host, err)
+	}
+	if err := db.Ping(); err != nil {
+		t.Errorf("this run's own cluster after removing stale ones: %v", err)
+	}
 }
