@@ -20,6 +20,11 @@ func (d *daemon) addCalls(t *testing.T, path string, offset int, times ...string
 			t.Fatal(err)
 		}
 	}
+	// As at a restart, the rollups are checked against calls and rebuilt. The daemon first
+	// adds the calls it wrote to them: a read of the dashboard has it do so.
+	if status, _ := get(t, d.url+"/dashboard/"); status != 200 {
+		t.Fatalf("GET /dashboard/ = %d", status)
+	}
 	if err := syncRollups(context.Background(), d.db, offset, discardLog()); err != nil {
 		t.Fatal(err)
 	}

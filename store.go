@@ -528,9 +528,9 @@ type batch struct {
 //
 // The rollups are not written with the calls: adding a batch to them took more of
 // PostgreSQL's time than inserting it. The writer sums the written calls in memory and
-// adds them to the rollups in a transaction of their own when no call waits, at least every
-// rollupEvery, before a read that uses them, and when it stops. A crash can leave the
-// rollups short of the last calls; syncRollups finds that at the next start and rebuilds them.
+// adds them to the rollups in a transaction of their own, rollupEvery after it last did,
+// before a read that uses them, and when it stops. A crash can leave the rollups short of
+// the last calls; syncRollups finds that at the next start and rebuilds them.
 type writer struct {
 	db  *sql.DB
 	log *slog.Logger
@@ -568,7 +568,7 @@ type writer struct {
 	latency   histogram
 }
 
-// rollupEvery is how long the rollups may lag behind the calls while calls keep coming.
+// rollupEvery is how long the rollups may lag behind the calls, for reads that do not ask.
 const rollupEvery = time.Second
 
 // rollupDelta is what written calls add to the rollups: calls per path and day, and calls
@@ -744,10 +744,17 @@ func (w *writer) loop() {
 		}
 		b := w.take()
 		if b == nil {
-			// No call waits: a good time to bring the rollups up to date.
-			w.maybeWriteRollups(true)
+			// No call waits. Written calls go into the rollups when they are due.
+			var due <-chan time.Time
+			var timer *time.Timer
+			if !w.pending.empty() {
+				timer = time.NewTimer(time.Until(w.rollupsDue()))
+				due = timer.C
+			}
 			select {
 			case <-w.wake:
+			case <-due:
+				w.maybeWriteRollups()
 			case req := <-w.rollupReqs:
 				req <- w.writeRollups()
 			case <-w.stop:
@@ -757,6 +764,9 @@ func (w *writer) loop() {
 					}
 					return
 				}
+			}
+			if timer != nil {
+				timer.Stop()
 			}
 			continue
 		}
@@ -793,7 +803,7 @@ func (w *writer) loop() {
 			wait = min(2*wait, 5*time.Second)
 			continue
 		}
-		w.maybeWriteRollups(false)
+		w.maybeWriteRollups()
 	}
 }
 
@@ -837,15 +847,23 @@ func (w *writer) write(b *batch) error {
 	return nil
 }
 
-// maybeWriteRollups writes the rollups when calls are waiting for it: at once when the
-// writer is idle, otherwise once rollupEvery has passed; not before a failed attempt's retry time.
-func (w *writer) maybeWriteRollups(idle bool) {
-	now := time.Now()
-	if w.pending.empty() || now.Before(w.rollRetry) || (!idle && now.Sub(w.rolled) < rollupEvery) {
+// rollupsDue returns when the written calls are to go into the rollups: rollupEvery after
+// they last did, and not before a failed attempt may be retried.
+func (w *writer) rollupsDue() time.Time {
+	due := w.rolled.Add(rollupEvery)
+	if due.Before(w.rollRetry) {
+		return w.rollRetry
+	}
+	return due
+}
+
+// maybeWriteRollups adds the written calls to the rollups when they are due.
+func (w *writer) maybeWriteRollups() {
+	if w.pending.empty() || time.Now().Before(w.rollupsDue()) {
 		return
 	}
 	if err := w.writeRollups(); err != nil {
-		w.rollRetry = now.Add(5 * time.Second)
+		w.rollRetry = time.Now().Add(5 * time.Second)
 		w.log.Error("cannot add calls to the rollups: trying again later", "err", err)
 	}
 }
