@@ -99,8 +99,9 @@ bench() {
 		END {printf "%s %.2f %d %d %s %s\n", rps, p99, err, req, c1 - c0, p1 - p0}' c0="$c0" c1="$c1" p0="$p0" p1="$p1" "$out" >>"$work/$1.rounds"
 }
 
-# The three scenarios run in turn, ROUNDS times, so that all of them see the same drift of
-# a shared machine; the table shows each one's median round and the errors of all rounds.
+# The four runs take turns, ROUNDS times, so that all of them see the same drift of a shared
+# machine; the table shows each one's median round, the median and range of the rounds'
+# ratios to the bare handler, and the errors of all rounds.
 ROUNDS=${BENCH_ROUNDS:-5}
 rows_before=$(psql -c "SELECT count(*) FROM calls")
 counted_before=$(counted)
