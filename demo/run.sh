@@ -22,6 +22,10 @@ fi
 
 cleanup() {
 	trap - INT TERM HUP EXIT
+	# Ctrl-C may have stopped whatever reads our output (make demo | tee ...): a failed
+	# echo must not stop the cleanup.
+	trap '' PIPE
+	set +e
 	echo
 	echo "stopping the demo"
 	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
