@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"log"
@@ -10,91 +9,56 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"time"
 )
 
 // logFileName is the log file in the data folder.
 const logFileName = "oxitraffic.log"
 
-// logSink writes log lines to the log file and to stderr through buffers that are flushed
-// every second, so that a log line per call costs no system call. reopen lets logrotate
-// move the file away (SIGHUP).
+// logSink writes each log line to the log file and to stderr. Lines are few (start, stop,
+// new paths, errors: calls are not logged), so they are written at once, and a crash loses
+// none of them. reopen lets logrotate move the file away (SIGHUP).
 type logSink struct {
 	mu     sync.Mutex
 	path   string
 	f      *os.File
-	file   *bufio.Writer
-	stderr *bufio.Writer
-	stop   chan struct{}
-	done   chan struct{}
+	stderr io.Writer
 }
 
-// openLogSink opens (appending) or creates the log file and starts the periodic flush.
+// openLogSink opens (appending) or creates the log file.
 func openLogSink(path string, stderr io.Writer) (*logSink, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("open log file: %w", err)
 	}
-	s := &logSink{
-		path: path, f: f,
-		file:   bufio.NewWriterSize(f, 32<<10),
-		stderr: bufio.NewWriterSize(stderr, 32<<10),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
-	}
-	go func() {
-		defer close(s.done)
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				s.flush()
-			case <-s.stop:
-				return
-			}
-		}
-	}()
-	return s, nil
+	return &logSink{path: path, f: f, stderr: stderr}, nil
 }
 
-// Write buffers one log line for both outputs.
+// Write writes one log line to both outputs.
 func (s *logSink) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.file.Write(p)
+	s.f.Write(p)
 	s.stderr.Write(p)
 	return len(p), nil
-}
-
-// flush writes out what is buffered.
-func (s *logSink) flush() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.file.Flush()
-	s.stderr.Flush()
 }
 
 // reopen closes the log file and opens it again by name, for logrotate.
 func (s *logSink) reopen() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.file.Flush()
 	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
 		return fmt.Errorf("reopen log file: %w", err)
 	}
 	s.f.Close()
 	s.f = f
-	s.file.Reset(f)
 	return nil
 }
 
-// close flushes and closes the log file.
+// close closes the log file.
 func (s *logSink) close() error {
-	close(s.stop)
-	<-s.done
-	s.flush()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.f.Close()
 }
 

@@ -127,7 +127,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	log.Info("listening", "address", "http://"+ln.Addr().String(), "tracked", cfg.TrackedBaseURL)
 	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
-	sink.flush()
 	sdNotify(getenv, "READY=1")
 
 	runCtx, cancelRun := context.WithCancel(ctx)
