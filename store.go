@@ -439,8 +439,10 @@ func offsetInterval(secs int) string {
 	return fmt.Sprintf("%d seconds", secs)
 }
 
-// syncRollups checks the rollups against calls and rebuilds them when they disagree or were
-// made for another UTC offset: a database of the original OxiTraffic, or a changed offset.
+// syncRollups checks the rollups against calls and makes them agree. Never made (a database
+// of the original OxiTraffic) or made for another UTC offset, they are rebuilt; otherwise
+// only the paths whose number of calls disagrees are counted again: those a crashed
+// daemon's last second left short, or whose calls something else wrote.
 func syncRollups(ctx context.Context, db *sql.DB, offset int, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
@@ -452,34 +454,65 @@ func syncRollups(ctx context.Context, db *sql.DB, offset int, log *slog.Logger) 
 	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", schemaLockID); err != nil {
 		return fmt.Errorf("check rollups: lock: %w", err)
 	}
-	var calls, rolled int64
 	var stored sql.NullString
+	var hasCalls bool
 	err = tx.QueryRowContext(ctx, `
-		SELECT (SELECT count(*) FROM calls), (SELECT coalesce(sum(count), 0)::int8 FROM path_counts),
-		       (SELECT value FROM oxitraffic_meta WHERE key = 'rollup_offset')`).Scan(&calls, &rolled, &stored)
+		SELECT (SELECT value FROM oxitraffic_meta WHERE key = 'rollup_offset'), EXISTS (SELECT 1 FROM calls)`).Scan(&stored, &hasCalls)
 	if err != nil {
 		return fmt.Errorf("check rollups: %w", err)
 	}
-	if calls == rolled && stored.Valid && stored.String == strconv.Itoa(offset) {
-		return nil
-	}
-	if calls > 0 {
-		log.Info("rebuilding the rollups from calls", "calls", calls, "in_rollups", rolled, "utc_offset_seconds", offset)
-	}
 	start := time.Now()
-	for _, st := range []struct {
+	day := `((timestamp::timestamptz + $1::interval) AT TIME ZONE 'UTC')::date`
+	type statement struct {
 		query string
 		args  []any
-	}{
-		{"TRUNCATE daily_calls, path_counts", nil},
-		{`INSERT INTO daily_calls (path_id, day, count)
-		  SELECT path_id, ((timestamp::timestamptz + $1::interval) AT TIME ZONE 'UTC')::date, count(*) FROM calls GROUP BY 1, 2`,
-			[]any{offsetInterval(offset)}},
-		{`INSERT INTO path_counts (path_id, count, first_call)
-		  SELECT path_id, count(*), min(timestamp) FROM calls GROUP BY 1`, nil},
-		{`INSERT INTO oxitraffic_meta (key, value) VALUES ('rollup_offset', $1)
-		  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, []any{strconv.Itoa(offset)}},
-	} {
+	}
+	var statements []statement
+	if stored.Valid && stored.String == strconv.Itoa(offset) {
+		var ids []int64
+		rows, err := tx.QueryContext(ctx, `
+			SELECT path_id FROM (SELECT path_id, count(*) AS n FROM calls GROUP BY 1) c
+			FULL JOIN path_counts p USING (path_id) WHERE c.n IS DISTINCT FROM p.count`)
+		if err != nil {
+			return fmt.Errorf("check rollups: %w", err)
+		}
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return fmt.Errorf("check rollups: %w", err)
+			}
+			ids = append(ids, id)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("check rollups: %w", err)
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		log.Info("counting again the rollups of paths whose calls disagree with them", "paths", len(ids))
+		statements = []statement{
+			{"DELETE FROM daily_calls WHERE path_id = ANY($1)", []any{pq.Array(ids)}},
+			{"DELETE FROM path_counts WHERE path_id = ANY($1)", []any{pq.Array(ids)}},
+			{"INSERT INTO daily_calls (path_id, day, count) SELECT path_id, " + day + `, count(*) FROM calls
+			  WHERE path_id = ANY($2) GROUP BY 1, 2`, []any{offsetInterval(offset), pq.Array(ids)}},
+			{`INSERT INTO path_counts (path_id, count, first_call) SELECT path_id, count(*), min(timestamp) FROM calls
+			  WHERE path_id = ANY($1) GROUP BY 1`, []any{pq.Array(ids)}},
+		}
+	} else {
+		if hasCalls {
+			log.Info("rebuilding the rollups from calls", "utc_offset_seconds", offset)
+		}
+		statements = []statement{
+			{"TRUNCATE daily_calls, path_counts", nil},
+			{"INSERT INTO daily_calls (path_id, day, count) SELECT path_id, " + day + ", count(*) FROM calls GROUP BY 1, 2",
+				[]any{offsetInterval(offset)}},
+			{"INSERT INTO path_counts (path_id, count, first_call) SELECT path_id, count(*), min(timestamp) FROM calls GROUP BY 1", nil},
+			{`INSERT INTO oxitraffic_meta (key, value) VALUES ('rollup_offset', $1)
+			  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, []any{strconv.Itoa(offset)}},
+		}
+	}
+	for _, st := range statements {
 		if _, err := tx.ExecContext(ctx, st.query, st.args...); err != nil {
 			return fmt.Errorf("rebuild rollups: %w", err)
 		}
@@ -487,7 +520,7 @@ func syncRollups(ctx context.Context, db *sql.DB, offset int, log *slog.Logger) 
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("rebuild rollups: %w", err)
 	}
-	if calls > 0 {
+	if hasCalls {
 		log.Info("rollups rebuilt", "took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
