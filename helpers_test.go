@@ -226,6 +226,16 @@ func processAlive(pid int) bool {
 	return i < 0 || !bytes.HasPrefix(stat[i+1:], []byte(" Z"))
 }
 
+// execAll runs each statement, and stops the test at the first that fails.
+func execAll(t testing.TB, db *sql.DB, queries ...string) {
+	t.Helper()
+	for _, q := range queries {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
 // newTestDB creates an empty database for one test and returns its settings and a handle.
 func newTestDB(t testing.TB) (DBConfig, *sql.DB) {
 	t.Helper()

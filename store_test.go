@@ -17,16 +17,12 @@ import (
 func TestDatabaseOfTheOriginalKeepsItsHistory(t *testing.T) {
 	dbCfg, db := newTestDB(t)
 	// The original's tables, without a unique path, with one path in two rows.
-	for _, q := range []string{
+	execAll(t, db,
 		"CREATE TABLE paths (id SERIAL PRIMARY KEY, path TEXT NOT NULL)",
 		"CREATE TABLE calls (id BIGSERIAL PRIMARY KEY, path_id INTEGER NOT NULL REFERENCES paths (id), timestamp TIMESTAMPTZ NOT NULL)",
 		"INSERT INTO paths (path) VALUES ('blog'), ('about'), ('blog')",
 		"INSERT INTO calls (path_id, timestamp) VALUES (1, '2024-01-01T10:00:00Z'), (2, '2024-01-02T10:00:00Z'), (3, '2024-01-03T10:00:00Z'), (3, '2024-01-04T23:30:00Z')",
-	} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 	st := newSite(t)
 	d := &daemon{dbCfg: dbCfg, db: db, site: st, dataDir: writeDataDir(t, dbCfg, st.URL, "")}
 	d.start(t, nil)
@@ -64,8 +60,10 @@ func TestRollupsFollowTheOffset(t *testing.T) {
 	if err := applySchema(context.Background(), db); err != nil {
 		t.Fatal(err)
 	}
-	db.Exec("INSERT INTO paths (path) VALUES ('blog')")
-	db.Exec("INSERT INTO calls (path_id, timestamp) VALUES (1, '2024-01-04T23:30:00Z')")
+	execAll(t, db,
+		"INSERT INTO paths (path) VALUES ('blog')",
+		"INSERT INTO calls (path_id, timestamp) VALUES (1, '2024-01-04T23:30:00Z')",
+	)
 	for _, c := range []struct {
 		offset int
 		day    string
@@ -94,7 +92,7 @@ func TestRollupsAddUpLikeARebuild(t *testing.T) {
 		if err := applySchema(ctx, db); err != nil {
 			t.Fatal(err)
 		}
-		db.Exec("INSERT INTO paths (path) VALUES ('blog'), ('about')")
+		execAll(t, db, "INSERT INTO paths (path) VALUES ('blog'), ('about')")
 		s, err := newStore(ctx, db, 100, offset, discardLog())
 		if err != nil {
 			t.Fatal(err)
@@ -114,7 +112,7 @@ func TestRollupsAddUpLikeARebuild(t *testing.T) {
 			t.Fatal(err)
 		}
 		written := rollupRows(t, db)
-		db.Exec("DELETE FROM oxitraffic_meta")
+		execAll(t, db, "DELETE FROM oxitraffic_meta")
 		if err := syncRollups(ctx, db, offset, discardLog()); err != nil {
 			t.Fatal(err)
 		}
@@ -184,27 +182,19 @@ func TestRollupsRecountOnlyThePathsThatDisagree(t *testing.T) {
 	if err := applySchema(ctx, db); err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{
+	execAll(t, db,
 		"INSERT INTO paths (path) VALUES ('blog'), ('about')",
 		"INSERT INTO calls (path_id, timestamp) VALUES (1, '2024-01-01T10:00:00Z'), (1, '2024-01-02T10:00:00Z'), (2, '2024-01-02T11:00:00Z')",
-	} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 	if err := syncRollups(ctx, db, 0, discardLog()); err != nil {
 		t.Fatal(err)
 	}
 	// Calls of blog that did not reach the rollups, as after a crash; a mark on about, whose
 	// count agrees, shows whether it was counted again.
-	for _, q := range []string{
+	execAll(t, db,
 		"INSERT INTO calls (path_id, timestamp) VALUES (1, '2024-01-02T12:00:00Z'), (1, '2024-01-03T09:00:00Z')",
 		"UPDATE path_counts SET first_call = '2000-01-01T00:00:00Z' WHERE path_id = 2",
-	} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 	var log syncBuffer
 	if err := syncRollups(ctx, db, 0, slog.New(slog.NewTextHandler(&log, nil))); err != nil {
 		t.Fatal(err)
