@@ -203,12 +203,20 @@ func staleCluster(dir string) bool {
 	if err != nil || time.Since(fi.ModTime()) < time.Minute {
 		return false
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid"))
-	if err != nil {
+	pid, err := serverPID(dir)
+	if errors.Is(err, os.ErrNotExist) {
 		return true
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
 	return err == nil && !processAlive(pid)
+}
+
+// serverPID returns the PID of the server of the cluster in dir, from its postmaster.pid.
+func serverPID(dir string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid"))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
 }
 
 // processAlive reports whether a process with this PID runs: it exists and is not a zombie

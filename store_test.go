@@ -151,11 +151,10 @@ func TestStaleClustersAreRemoved(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(cfg.Host, ownerFile), []byte(strconv.Itoa(gone.Process.Pid)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(cfg.Host, "data", "postmaster.pid"))
+	server, err := serverPID(cfg.Host)
 	if err != nil {
 		t.Fatal(err)
 	}
-	server, _ := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
 	if !processAlive(server) {
 		t.Fatalf("the second cluster's server (PID %d) is not running", server)
 	}
