@@ -100,6 +100,23 @@ func (d *dedupSet) seen(visitor netip.Addr, path string, now time.Time) bool {
 	return false
 }
 
+// contains reports whether the pair was counted within the window, without remembering it.
+func (d *dedupSet) contains(visitor netip.Addr, path string, now time.Time) bool {
+	a := visitor.As16()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, g := range []*generation{d.cur, d.prev} {
+		if g == nil {
+			continue
+		}
+		secs, ok := g.lookup(g.hash(a, path))
+		if ok && (d.window == 0 || now.Sub(g.start.Add(time.Duration(secs)*time.Second)) < d.window) {
+			return true
+		}
+	}
+	return false
+}
+
 // insert adds the pair to the current generation, starting a new one when it is full.
 func (d *dedupSet) insert(a [16]byte, path string, now time.Time) {
 	if d.cur.n >= d.genCap {

@@ -227,7 +227,7 @@ func TestOutageQueuesCallsUntilPostgreSQLIsBack(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	d.stop(t)
-	db, err := openDB(context.Background(), cfg, discardLog())
+	db, err := openDB(context.Background(), cfg, startPool, discardLog())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -264,7 +264,7 @@ func createTestDB() (DBConfig, *sql.DB, error) {
 	cfg := testPG.cfg
 	cfg.Database = "postgres"
 	cfg.ConnectTimeout = Duration(10 * time.Second)
-	admin, err := openDB(context.Background(), cfg, discardLog())
+	admin, err := openDB(context.Background(), cfg, startPool, discardLog())
 	if err != nil {
 		return cfg, nil, err
 	}
@@ -273,7 +273,7 @@ func createTestDB() (DBConfig, *sql.DB, error) {
 	if _, err := admin.Exec("CREATE DATABASE " + cfg.Database); err != nil {
 		return cfg, nil, err
 	}
-	db, err := openDB(context.Background(), cfg, discardLog())
+	db, err := openDB(context.Background(), cfg, startPool, discardLog())
 	return cfg, db, err
 }
 

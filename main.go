@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -79,26 +80,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log.Info("starting", "version", version, "data_dir", dataDir,
 		"db_host", cfg.DB.Host, "db_port", cfg.DB.Port, "db_name", cfg.DB.Database, "db_user", cfg.DB.Username)
 
-	db, err := openDB(ctx, cfg.DB, log)
+	// From here on systemd hears that the daemon lives, also during a long first start.
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	var started atomic.Pointer[store]
+	go watchdog(runCtx, getenv, func() time.Duration {
+		if st := started.Load(); st != nil {
+			return st.writerStuckFor()
+		}
+		return 0
+	})
+	st, err := openStore(ctx, cfg, getenv, log)
 	if err != nil {
 		log.Error("start failed", "err", err)
 		return err
 	}
-	defer db.Close()
-	if err := applySchema(ctx, db); err != nil {
-		log.Error("start failed", "err", err)
-		return err
-	}
-	offset := cfg.offsetSeconds()
-	if err := syncRollups(ctx, db, offset, log); err != nil {
-		log.Error("start failed", "err", err)
-		return err
-	}
-	st, err := newStore(ctx, db, cfg.QueueSize, offset, log)
-	if err != nil {
-		log.Error("start failed", "err", err)
-		return err
-	}
+	started.Store(st)
 
 	srv := newServer(cfg, st, image, log)
 	ln, err := net.Listen("tcp", cfg.SocketAddress)
@@ -129,9 +126,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
 	sdNotify(getenv, "READY=1")
 
-	runCtx, cancelRun := context.WithCancel(ctx)
-	defer cancelRun()
-	go watchdog(runCtx, getenv, func(ctx context.Context) error { return st.ping(ctx, healthTimeout) })
 	var result error
 	for wait := true; wait; {
 		select {
@@ -150,7 +144,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	sdNotify(getenv, "STOPPING=1")
-	log.Info("stopping", "queued_calls", st.w.queueLen())
+	log.Info("stopping", "queued_calls", st.queueLen())
 	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.Shutdown.Timeout))
 	defer cancel()
 	if err := httpSrv.Shutdown(sctx); err != nil {
@@ -159,12 +153,50 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if metricsSrv != nil {
 		metricsSrv.Shutdown(sctx)
 	}
-	if err := st.w.close(sctx); err != nil {
+	if err := st.close(sctx); err != nil {
 		log.Error("shutdown: calls lost", "err", err)
 		result = errors.Join(result, err)
 	}
-	log.Info("stopped", "calls_written", st.w.written.Load())
+	log.Info("stopped", "calls_written", st.stats().written)
 	return result
+}
+
+// openStore connects the daemon's three pools, applies the schema, brings the rollups up to
+// date (telling systemd, during a long rebuild, that the start goes on) and starts the
+// store.
+func openStore(ctx context.Context, cfg Config, getenv func(string) string, log *slog.Logger) (*store, error) {
+	startDB, err := openDB(ctx, cfg.DB, startPool, log)
+	if err != nil {
+		return nil, err
+	}
+	defer startDB.Close()
+	if err := applySchema(ctx, startDB); err != nil {
+		return nil, err
+	}
+	offset := cfg.offsetSeconds()
+	progress := func() {
+		// Each message gives the start this much more time from now on.
+		sdNotify(getenv, fmt.Sprintf("EXTEND_TIMEOUT_USEC=%d", (3*progressEvery).Microseconds()))
+	}
+	if err := syncRollups(ctx, startDB, offset, progress, log); err != nil {
+		return nil, err
+	}
+	readDB, err := openDB(ctx, cfg.DB, readPool, log)
+	if err != nil {
+		return nil, err
+	}
+	writeDB, err := openDB(ctx, cfg.DB, writePool, log)
+	if err != nil {
+		readDB.Close()
+		return nil, err
+	}
+	st, err := newStore(ctx, startDB, readDB, writeDB, cfg.QueueSize, offset, log)
+	if err != nil {
+		readDB.Close()
+		writeDB.Close()
+		return nil, err
+	}
+	return st, nil
 }
 
 // newServer builds the handlers' state from the configuration.
@@ -210,7 +242,7 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 func runCheck(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	cfg.DB.ConnectTimeout = Duration(min(time.Duration(cfg.DB.ConnectTimeout), 5*time.Second))
-	db, err := openDB(ctx, cfg.DB, log)
+	db, err := openDB(ctx, cfg.DB, startPool, log)
 	if err != nil {
 		return err
 	}

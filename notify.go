@@ -27,8 +27,11 @@ func sdNotify(getenv func(string) string, state string) error {
 	return err
 }
 
-// watchdog sends WATCHDOG=1 at half of $WATCHDOG_USEC while healthy answers nil, until ctx ends.
-func watchdog(ctx context.Context, getenv func(string) string, healthy func(context.Context) error) {
+// watchdog sends WATCHDOG=1 at half of $WATCHDOG_USEC, until ctx ends, while the daemon
+// lives: while stuck, the time the writer has spent in its current database operation,
+// stays under half the interval. The writer's operations are bounded by socket deadlines,
+// so only a writer that truly hangs stops the pings; a PostgreSQL outage does not.
+func watchdog(ctx context.Context, getenv func(string) string, stuck func() time.Duration) {
 	usec, err := strconv.ParseInt(getenv("WATCHDOG_USEC"), 10, 64)
 	if err != nil || usec <= 0 || getenv("NOTIFY_SOCKET") == "" {
 		return
@@ -36,14 +39,15 @@ func watchdog(ctx context.Context, getenv func(string) string, healthy func(cont
 	if pid := getenv("WATCHDOG_PID"); pid != "" && pid != strconv.Itoa(os.Getpid()) {
 		return // meant for another process
 	}
-	t := time.NewTicker(time.Duration(usec) * time.Microsecond / 2)
+	half := time.Duration(usec) * time.Microsecond / 2
+	t := time.NewTicker(half)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if healthy(ctx) == nil {
+			if stuck() < half {
 				sdNotify(getenv, "WATCHDOG=1")
 			}
 		}

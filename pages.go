@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"embed"
 	"fmt"
 	"html/template"
@@ -98,7 +99,7 @@ type dashboardRow struct {
 // handleDashboard lists every path with its count, highest first, each linking to its plot.
 func (s *server) handleDashboard(w http.ResponseWriter, r *http.Request) {
 	counts := s.store.counts()
-	first, ok, err := s.store.firstCall(r.Context())
+	first, ok, err := s.readFirstCall(r.Context())
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -119,14 +120,21 @@ func (s *server) handleDashboard(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, "dashboard", data)
 }
 
+// readFirstCall reads the time of the first call of all.
+func (s *server) readFirstCall(ctx context.Context) (time.Time, bool, error) {
+	rd, err := s.store.read(ctx)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	defer rd.close()
+	return rd.firstCall()
+}
+
 // plotRanges are the ranges a plot offers, in days back from today (0: all).
 var plotRanges = []struct {
 	key, label string
 	days       int
 }{{"7d", "last 7 days", 7}, {"30d", "last 30 days", 30}, {"1y", "last year", 365}, {"all", "all", 0}}
-
-// plotUnits are the bucket sizes a plot offers, finest first.
-var plotUnits = []string{"hour", "day", "week", "month"}
 
 // choice is one link of the plot's range or bucket choices.
 type choice struct {
@@ -134,14 +142,21 @@ type choice struct {
 	Current     bool
 }
 
+// plotPage is what the plot page shows.
+type plotPage struct {
+	page
+	Name    string
+	Total   int64
+	InRange int64
+	Ranges  []choice
+	Units   []choice
+	Note    string
+	SVG     template.HTML
+}
+
 // handlePlot draws the history of a path as an SVG plot.
 func (s *server) handlePlot(w http.ResponseWriter, r *http.Request) {
 	path, err := pathAfter(r.URL.EscapedPath(), "/dashboard/plot")
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	id, err := s.store.pathID(r.Context(), path)
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -161,78 +176,100 @@ func (s *server) handlePlot(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, fmt.Errorf("%w: range=%q is not one of 7d, 30d, 1y, all", errBadRequest, rangeKey))
 		return
 	}
-	unit := q.Get("by")
-	if unit != "" {
-		if err := checkUnit(unit); err != nil {
+	var unit bucketUnit
+	if by := q.Get("by"); by != "" {
+		if unit, err = parseUnit(by); err != nil {
 			s.error(w, r, err)
 			return
 		}
 	}
-	total, first, err := s.store.pathStats(r.Context(), id)
+	data, err := s.readPlot(r.Context(), path, days, unit)
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
-
-	now := time.Now().In(s.loc)
-	today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, s.loc)
-	tr := timeRange{from: today.AddDate(0, 0, 1-days), to: today.AddDate(0, 0, 1)}
-	if days == 0 && total > 0 {
-		f := first.In(s.loc)
-		tr.from = time.Date(f.Year(), f.Month(), f.Day(), 0, 0, 0, 0, s.loc)
-	}
-	span := tr.to.Sub(tr.from)
-	note := ""
-	if unit == "" {
-		unit = "day"
-		if span > 400*24*time.Hour {
-			unit = "week"
-		}
-		if span > 5*365*24*time.Hour {
-			unit = "month"
-		}
-	}
-	for i, u := range plotUnits {
-		if u == unit && span/bucketUnits[u] > plotMaxBars && i+1 < len(plotUnits) {
-			note = fmt.Sprintf("Per %s this range has more than %d bars; shown per %s.", u, plotMaxBars, plotUnits[i+1])
-			unit = plotUnits[i+1]
-		}
-	}
-
-	data := struct {
-		page
-		Name    string
-		Total   int64
-		InRange int64
-		Ranges  []choice
-		Units   []choice
-		Note    string
-		SVG     template.HTML
-	}{page: s.newPage(pathName(path)), Name: pathName(path), Total: total, Note: note}
 	base := plotLink(path)
 	for _, pr := range plotRanges {
 		data.Ranges = append(data.Ranges, choice{pr.label, base + "?range=" + pr.key, pr.key == rangeKey})
 	}
-	for _, u := range plotUnits {
-		data.Units = append(data.Units, choice{"per " + u, base + "?range=" + rangeKey + "&by=" + u, u == unit})
+	for _, u := range bucketUnits {
+		data.Units = append(data.Units, choice{"per " + u.name, base + "?range=" + rangeKey + "&by=" + u.name, u.name == data.unit.name})
 	}
-	if total > 0 {
-		buckets, err := s.store.buckets(r.Context(), path, unit, tr, s.loc)
-		if err != nil {
-			s.error(w, r, err)
-			return
+	s.render(w, r, "plot", data.plotPage)
+}
+
+// plotRead is a plot page with the unit it is drawn in.
+type plotRead struct {
+	plotPage
+	unit bucketUnit
+}
+
+// readPlot reads what the plot of a path over the last days (0: all) shows, per unit (the
+// zero unit: one that suits the range), with one read slot and at most one rollup flush.
+func (s *server) readPlot(ctx context.Context, path string, days int, unit bucketUnit) (plotRead, error) {
+	rd, err := s.store.read(ctx)
+	if err != nil {
+		return plotRead{}, err
+	}
+	defer rd.close()
+	id, err := rd.pathID(path)
+	if err != nil {
+		return plotRead{}, err
+	}
+	total, first, err := rd.pathStats(id)
+	if err != nil {
+		return plotRead{}, err
+	}
+	today := startOfDay(time.Now(), s.loc)
+	tr := timeRange{from: today.AddDate(0, 0, 1-days), to: today.AddDate(0, 0, 1)}
+	if days == 0 && total > 0 {
+		tr.from = startOfDay(first, s.loc)
+	}
+	note := ""
+	if unit == (bucketUnit{}) {
+		span := tr.to.Sub(tr.from)
+		unit = bucketUnit{"day"}
+		if span > 400*24*time.Hour {
+			unit = bucketUnit{"week"}
 		}
-		before, err := s.store.countBefore(r.Context(), id, tr.from, s.loc)
-		if err != nil {
-			s.error(w, r, err)
-			return
-		}
-		for _, b := range buckets {
-			data.InRange += b.Count
-		}
-		if data.InRange > 0 {
-			data.SVG = plotData{Path: path, Unit: unit, Buckets: buckets, Before: before}.svg()
+		if span > 5*365*24*time.Hour {
+			unit = bucketUnit{"month"}
 		}
 	}
-	s.render(w, r, "plot", data)
+	for unit.count(tr.from, tr.to, s.loc) > plotMaxBars {
+		next, ok := unit.coarser()
+		if !ok {
+			// Months over centuries: show the last plotMaxBars of them.
+			tr.from = tr.to.AddDate(0, -plotMaxBars, 0)
+			note = fmt.Sprintf("This range has more than %d months; the last %d are shown.", plotMaxBars, plotMaxBars)
+			break
+		}
+		note = fmt.Sprintf("Per %s this range has more than %d bars; shown per %s.", unit.name, plotMaxBars, next.name)
+		unit = next
+	}
+	data := plotRead{plotPage: plotPage{page: s.newPage(pathName(path)), Name: pathName(path), Total: total, Note: note}, unit: unit}
+	if total == 0 {
+		return data, nil
+	}
+	buckets, err := rd.buckets(id, unit, tr, s.loc)
+	if err != nil {
+		return plotRead{}, err
+	}
+	before, err := rd.countBefore(id, tr.from, s.loc)
+	if err != nil {
+		return plotRead{}, err
+	}
+	for _, b := range buckets {
+		data.InRange += b.Count
+	}
+	if data.InRange > 0 {
+		data.SVG = plotData{Path: path, Unit: unit, Buckets: buckets, Before: before}.svg()
+	}
+	return data, nil
+}
+
+// startOfDay returns the start of t's day at loc.
+func startOfDay(t time.Time, loc *time.Location) time.Time {
+	t = t.In(loc)
+	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, loc)
 }

@@ -30,8 +30,13 @@ func pathAfter(escaped, prefix string) (string, error) {
 	return cleanPath(p)
 }
 
-// cleanPath trims slashes from a decoded path and applies the rules of what may be stored.
+// cleanPath makes a decoded path canonical, as web servers map URLs to pages: repeated
+// slashes collapse to one (nginx's merge_slashes, Apache), and leading and trailing
+// slashes go. It then applies the rules of what may be stored.
 func cleanPath(p string) (string, error) {
+	if strings.Contains(p, "//") {
+		p = collapseSlashes(p)
+	}
 	p = strings.Trim(p, "/")
 	switch {
 	case len(p) > maxPathLen:
@@ -47,6 +52,19 @@ func cleanPath(p string) (string, error) {
 		}
 	}
 	return p, nil
+}
+
+// collapseSlashes replaces each run of slashes with one.
+func collapseSlashes(p string) string {
+	var b strings.Builder
+	b.Grow(len(p))
+	for i := 0; i < len(p); i++ {
+		if p[i] == '/' && i > 0 && p[i-1] == '/' {
+			continue
+		}
+		b.WriteByte(p[i])
+	}
+	return b.String()
 }
 
 // invalidPath wraps errInvalidPath with the rule that failed.

@@ -21,6 +21,13 @@ func TestPathAfter(t *testing.T) {
 		{"/call//blog//", "blog", false},
 		{"/call/a%20b", "a b", false},
 		{"/call/a%2Fb", "a/b", false},
+		{"/call/blog%2F%2Fpost-1", "blog/post-1", false},
+		{"/call/blog/%2Fpost-1", "blog/post-1", false},
+		{"/call/blog%2F/%2F%2Fpost-1%2F", "blog/post-1", false},
+		{"/call/%2F%2Fblog", "blog", false},
+		{"/call/blog/index.html", "blog/index.html", false}, // another URL, maybe another page
+		{"/call/Blog", "Blog", false},                        // paths are case-sensitive
+		{"/call/a%2F%2E%2E%2Fb", "", true},
 		{"/call/%C3%BC", "ü", false},
 		{"/call/" + strings.Repeat("x", 2048), strings.Repeat("x", 2048), false},
 		{"/call/" + strings.Repeat("x", 2049), "", true},
@@ -52,7 +59,7 @@ func FuzzPath(f *testing.F) {
 		}
 		switch {
 		case len(p) > maxPathLen, !utf8.ValidString(p), strings.IndexFunc(p, unicode.IsControl) >= 0,
-			strings.HasPrefix(p, "/"), strings.HasSuffix(p, "/"):
+			strings.HasPrefix(p, "/"), strings.HasSuffix(p, "/"), strings.Contains(p, "//"):
 			t.Fatalf("pathAfter(%q) = %q; want it refused", escaped, p)
 		}
 		for _, seg := range strings.Split(p, "/") {

@@ -5,7 +5,6 @@ import (
 	"html/template"
 	"math"
 	"strings"
-	"time"
 )
 
 // The plot's size in SVG units, and the margins that hold the axes.
@@ -25,7 +24,7 @@ const (
 // starting from the calls made before the first bucket, as a line.
 type plotData struct {
 	Path    string
-	Unit    string
+	Unit    bucketUnit
 	Buckets []bucket
 	Before  int64 // calls before the first bucket
 }
@@ -56,21 +55,6 @@ func niceMax(max int64, n int) (top, step int64) {
 	return top, step
 }
 
-// bucketLabel formats a bucket start for an axis label.
-func bucketLabel(t time.Time, unit string) string {
-	switch unit {
-	case "hour":
-		return t.Format("Jan 2 15:04")
-	case "month":
-		return t.Format("Jan 2006")
-	default:
-		return t.Format("Jan 2")
-	}
-}
-
-// unitNoun names a bucket in words.
-var unitNoun = map[string]string{"hour": "hour", "day": "day", "week": "week", "month": "month"}
-
 // svg draws the plot as an SVG document fragment, with a title and a description for
 // screen readers. Colours come from CSS classes, so that the page's dark mode applies.
 func (p plotData) svg() template.HTML {
@@ -86,10 +70,10 @@ func (p plotData) svg() template.HTML {
 	}
 	name := "/" + p.Path
 	first, last := p.Buckets[0].Start, p.Buckets[n-1].Start
-	title := fmt.Sprintf("Calls of %s per %s: %d in all", name, unitNoun[p.Unit], p.Before+total)
+	title := fmt.Sprintf("Calls of %s per %s: %d in all", name, p.Unit.name, p.Before+total)
 	desc := fmt.Sprintf("%d calls from %s to %s, %d in all before and since; the busiest %s was %s with %d.",
-		total, bucketLabel(first, p.Unit), bucketLabel(last, p.Unit), p.Before+total,
-		unitNoun[p.Unit], bucketLabel(p.Buckets[peakAt].Start, p.Unit), peak)
+		total, p.Unit.label(first), p.Unit.label(last), p.Before+total,
+		p.Unit.name, p.Unit.label(p.Buckets[peakAt].Start), peak)
 	fmt.Fprintf(&b, `<svg class="plot" viewBox="0 0 %d %d" role="img" aria-labelledby="plot-title plot-desc" xmlns="http://www.w3.org/2000/svg">`, plotWidth, plotHeight)
 	fmt.Fprintf(&b, `<title id="plot-title">%s</title><desc id="plot-desc">%s</desc>`, template.HTMLEscapeString(title), template.HTMLEscapeString(desc))
 
@@ -120,7 +104,7 @@ func (p plotData) svg() template.HTML {
 		}
 		bh := h * float64(bk.Count) / float64(top)
 		fmt.Fprintf(&b, `<rect class="bar" x="%.2f" y="%.2f" width="%.2f" height="%.2f"><title>%s: %d</title></rect>`,
-			x0+slot*float64(i)+(slot-barW)/2, y0-bh, barW, bh, bucketLabel(bk.Start, p.Unit), bk.Count)
+			x0+slot*float64(i)+(slot-barW)/2, y0-bh, barW, bh, p.Unit.label(bk.Start), bk.Count)
 	}
 
 	// Running total, at the end of each bucket.
@@ -139,9 +123,9 @@ func (p plotData) svg() template.HTML {
 	for i := 0; i < n; i += every {
 		x := x0 + slot*float64(i) + slot/2
 		fmt.Fprintf(&b, `<line class="axis" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f"/>`, x, y0, x, y0+4)
-		fmt.Fprintf(&b, `<text class="tick" x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, x, y0+18, bucketLabel(p.Buckets[i].Start, p.Unit))
+		fmt.Fprintf(&b, `<text class="tick" x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, x, y0+18, p.Unit.label(p.Buckets[i].Start))
 	}
-	fmt.Fprintf(&b, `<text class="legend bars" x="%d" y="%d">calls per %s</text>`, plotLeft, plotHeight-4, unitNoun[p.Unit])
+	fmt.Fprintf(&b, `<text class="legend bars" x="%d" y="%d">calls per %s</text>`, plotLeft, plotHeight-4, p.Unit.name)
 	fmt.Fprintf(&b, `<text class="legend total" x="%d" y="%d" text-anchor="end">running total</text>`, plotWidth-plotRight, plotHeight-4)
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String())

@@ -31,10 +31,10 @@ CREATE UNIQUE INDEX IF NOT EXISTS paths_path_key ON paths (path);
 -- Counts, single counts and histories all read the calls of one path in time order.
 CREATE INDEX IF NOT EXISTS calls_path_id_timestamp ON calls (path_id, timestamp);
 
--- Rollups, written in the same statement as the calls: the number of calls and the first
--- call of each path, and the calls of each path per day at the configured UTC offset.
--- At start they are checked against calls and rebuilt when they disagree (a database of
--- the original OxiTraffic, or a changed offset).
+-- Rollups: the number of calls and the first call of each path, and the calls of each path
+-- per day at the configured UTC offset. They are added to about once a second, from the
+-- journal below; at start they are rebuilt from calls when they were never made (a
+-- database of the original OxiTraffic) or made for another offset.
 CREATE TABLE IF NOT EXISTS path_counts (
     path_id INTEGER PRIMARY KEY,
     count BIGINT NOT NULL,
@@ -51,4 +51,23 @@ CREATE TABLE IF NOT EXISTS daily_calls (
 CREATE TABLE IF NOT EXISTS oxitraffic_meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
+);
+
+-- The rollup journal: one row per written batch of calls, inserted in the same statement
+-- as the calls, holding what the batch adds to the rollups (daily_calls: path ids dp, days
+-- since 1970-01-01 dd, counts dn; path_counts: path ids pp, counts pn, first calls pf in
+-- microseconds since the epoch). Adding a sum of batches to the rollups deletes their rows
+-- in the same statement, so the rows left are what the rollups lack after a crash. The key
+-- (a random id of the writing process, a sequence number) lets a batch sent again after a
+-- lost answer find out that it was written already.
+CREATE TABLE IF NOT EXISTS oxitraffic_writes (
+    daemon BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    dp BIGINT[] NOT NULL,
+    dd BIGINT[] NOT NULL,
+    dn BIGINT[] NOT NULL,
+    pp BIGINT[] NOT NULL,
+    pn BIGINT[] NOT NULL,
+    pf BIGINT[] NOT NULL,
+    PRIMARY KEY (daemon, seq)
 );

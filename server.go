@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -164,28 +166,41 @@ func (s *server) handleCall(w http.ResponseWriter, r *http.Request) {
 		s.callError(w, r, outUnavailable, err)
 		return
 	}
+	// A place in the queue first, so that a call dropped for a full queue does not mark
+	// its visitor as seen.
+	if !s.store.reserveCall() {
+		if s.dedup.contains(visitor, path, now) {
+			s.sendImage(w, outDuplicate)
+		} else {
+			s.sendImage(w, outDropped)
+		}
+		return
+	}
 	if s.dedup.seen(visitor, path, now) {
+		s.store.releaseCall()
 		s.sendImage(w, outDuplicate)
 		return
 	}
-	healthy := s.store.w.healthy.Load()
-	b := s.store.w.enqueue(id, now)
-	if b == nil {
-		s.sendImage(w, outDropped)
-		return
-	}
+	healthy := s.store.healthy()
+	b := s.store.recordCall(id, now)
 	if !healthy {
 		// PostgreSQL is down: the call waits in the queue; the visitor need not.
 		s.sendImage(w, outQueued)
 		return
 	}
-	// The writer closes done within writeTimeout, whether the COMMIT succeeded or not.
-	<-b.done
-	if b.ok {
-		s.sendImage(w, outCounted)
-	} else {
-		s.sendImage(w, outQueued)
+	// The writer closes done after its first attempt, which the writer's socket deadline
+	// bounds; the visitor waits writeTimeout at most, whatever PostgreSQL does.
+	t := time.NewTimer(writeTimeout)
+	defer t.Stop()
+	select {
+	case <-b.done:
+		if b.ok {
+			s.sendImage(w, outCounted)
+			return
+		}
+	case <-t.C:
 	}
+	s.sendImage(w, outQueued)
 }
 
 // sendImage answers the response image and says in X-OxiTraffic what happened.
@@ -221,6 +236,9 @@ func (s *server) error(w http.ResponseWriter, r *http.Request, err error) {
 		httpError(w, http.StatusNotFound, "unknown path: "+errUnknownPath.Error())
 	case errors.Is(err, errTooManyCheck):
 		httpError(w, http.StatusTooManyRequests, errTooManyCheck.Error())
+	case errors.Is(err, errBusy):
+		w.Header().Set("Retry-After", "1")
+		httpError(w, http.StatusServiceUnavailable, errBusy.Error())
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody reads an answer.
 	default:
@@ -261,7 +279,15 @@ func (s *server) handleCount(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "%d\n", n)
 }
 
-// handleHistory answers the times of a path's calls as a JSON array, oldest first.
+// historyPageSize is the most call times one answer of /api/history holds; a longer
+// history is answered in pages linked by the Link header.
+const historyPageSize = 50_000
+
+// maxBuckets bounds the buckets of one answer.
+const maxBuckets = 10_000
+
+// handleHistory answers the times of a path's calls as a JSON array, oldest first, a page
+// at a time, or with ?by= its calls per bucket.
 func (s *server) handleHistory(w http.ResponseWriter, r *http.Request) {
 	path, err := pathAfter(r.URL.EscapedPath(), "/api/history")
 	if err != nil {
@@ -278,64 +304,75 @@ func (s *server) handleHistory(w http.ResponseWriter, r *http.Request) {
 		s.writeBuckets(w, r, path, q.Get("by"), tr)
 		return
 	}
-	var bw *bufio.Writer
-	buf := make([]byte, 0, 64)
-	err = s.store.history(r.Context(), path, tr, func(t time.Time) error {
-		if bw == nil {
-			w.Header().Set("Content-Type", "application/json")
-			w.Header().Set("Cache-Control", "no-store")
-			bw = bufio.NewWriterSize(w, 32<<10)
-			bw.WriteByte('[')
-		} else {
-			bw.WriteByte(',')
-		}
-		buf = append(t.In(s.loc).AppendFormat(append(buf[:0], '"'), time.RFC3339), '"')
-		_, err := bw.Write(buf)
-		return err
-	})
-	if bw == nil {
-		if err != nil {
+	var after *historyCursor
+	if c := q.Get("after"); c != "" {
+		if after, err = parseCursor(c); err != nil {
 			s.error(w, r, err)
 			return
 		}
-		writeJSON(w, []string{})
+	}
+	page, err := s.readHistory(r.Context(), path, tr, after)
+	if err != nil {
+		s.error(w, r, err)
 		return
 	}
-	if err != nil {
-		// The answer has begun: all that can be done is to end it broken and log why.
-		s.log.Error("history cut short", "path", path, "err", err)
-		bw.Flush()
-		return
+	// The rows are read and the read slot is free: the client may take its time now.
+	if page.next != nil {
+		q.Set("after", page.next.String())
+		next := url.URL{Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: q.Encode()}
+		w.Header().Set("Link", "<"+next.String()+`>; rel="next"`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	bw := bufio.NewWriterSize(w, 32<<10)
+	buf := make([]byte, 0, 64)
+	bw.WriteByte('[')
+	for i, t := range page.times {
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		buf = append(t.In(s.loc).AppendFormat(append(buf[:0], '"'), time.RFC3339), '"')
+		bw.Write(buf)
 	}
 	bw.WriteString("]\n")
 	bw.Flush()
 }
 
-// maxBuckets bounds the buckets of one answer.
-const maxBuckets = 100_000
-
-// checkBuckets checks a bucket unit and that the range does not ask for too many buckets.
-func checkBuckets(unit string, tr timeRange) error {
-	if err := checkUnit(unit); err != nil {
-		return err
+// readHistory reads one page of a path's call times.
+func (s *server) readHistory(ctx context.Context, path string, tr timeRange, after *historyCursor) (historyPage, error) {
+	rd, err := s.store.read(ctx)
+	if err != nil {
+		return historyPage{}, err
 	}
-	size := bucketUnits[unit]
-	if !tr.from.IsZero() {
-		to := tr.to
-		if to.IsZero() {
-			to = time.Now()
-		}
-		if to.Sub(tr.from)/size > maxBuckets {
-			return fmt.Errorf("%w: more than %d buckets; use a larger by= or a shorter range", errBadRequest, maxBuckets)
-		}
+	defer rd.close()
+	id, err := rd.pathID(path)
+	if err != nil {
+		return historyPage{}, err
 	}
-	return nil
+	return rd.history(id, tr, after, historyPageSize)
 }
 
-// checkUnit checks the value of by=.
-func checkUnit(unit string) error {
-	if _, ok := bucketUnits[unit]; !ok {
-		return fmt.Errorf("%w: by=%q is not one of hour, day, week, month", errBadRequest, unit)
+// String renders the cursor as the value of ?after=.
+func (c historyCursor) String() string {
+	return strconv.FormatInt(c.micros, 10) + "." + strconv.Itoa(c.skip)
+}
+
+// parseCursor reads the value of ?after=, as historyCursor.String writes it.
+func parseCursor(s string) (*historyCursor, error) {
+	m, k, ok := strings.Cut(s, ".")
+	micros, err1 := strconv.ParseInt(m, 10, 64)
+	skip, err2 := strconv.Atoi(k)
+	if !ok || err1 != nil || err2 != nil || skip < 0 || skip > historyPageSize*1000 {
+		return nil, fmt.Errorf("%w: after=%q is not a cursor from a Link header", errBadRequest, s)
+	}
+	return &historyCursor{micros: micros, skip: skip}, nil
+}
+
+// checkBuckets refuses a range that holds more than maxBuckets buckets of unit.
+func checkBuckets(unit bucketUnit, tr timeRange, loc *time.Location) error {
+	if n := unit.count(tr.from, tr.to, loc); n > maxBuckets {
+		return fmt.Errorf("%w: from %s to %s is %d buckets per %s, more than %d; use a larger by= or a shorter range (from=, to=)",
+			errBadRequest, tr.from.In(loc).Format(time.DateOnly), tr.to.In(loc).Format(time.DateOnly), n, unit.name, maxBuckets)
 	}
 	return nil
 }
@@ -347,12 +384,20 @@ type bucketJSON struct {
 }
 
 // writeBuckets answers the calls of a path per bucket as JSON.
-func (s *server) writeBuckets(w http.ResponseWriter, r *http.Request, path, unit string, tr timeRange) {
-	if err := checkBuckets(unit, tr); err != nil {
+func (s *server) writeBuckets(w http.ResponseWriter, r *http.Request, path, by string, tr timeRange) {
+	unit, err := parseUnit(by)
+	if err != nil {
 		s.error(w, r, err)
 		return
 	}
-	buckets, err := s.store.buckets(r.Context(), path, unit, tr, s.loc)
+	if !tr.from.IsZero() && !tr.to.IsZero() {
+		// Refused before any read, however busy the database is.
+		if err := checkBuckets(unit, tr, s.loc); err != nil {
+			s.error(w, r, err)
+			return
+		}
+	}
+	buckets, err := s.readBuckets(r.Context(), path, unit, tr)
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -362,6 +407,20 @@ func (s *server) writeBuckets(w http.ResponseWriter, r *http.Request, path, unit
 		out[i] = bucketJSON{b.Start.Format(time.RFC3339), b.Count}
 	}
 	writeJSON(w, out)
+}
+
+// readBuckets reads the calls of a path per bucket.
+func (s *server) readBuckets(ctx context.Context, path string, unit bucketUnit, tr timeRange) ([]bucket, error) {
+	rd, err := s.store.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.close()
+	id, err := rd.pathID(path)
+	if err != nil {
+		return nil, err
+	}
+	return rd.buckets(id, unit, tr, s.loc)
 }
 
 // parseRange reads ?from= and ?to=: RFC 3339 times, or dates at the configured offset,
@@ -393,6 +452,11 @@ func parseRange(q map[string][]string, loc *time.Location) (timeRange, error) {
 		}
 		*p.dst = d
 	}
+	for _, t := range []time.Time{tr.from, tr.to} {
+		if !t.IsZero() && (t.Year() < 1 || t.Year() > 9999) {
+			return tr, fmt.Errorf("%w: from and to must lie between the years 1 and 9999", errBadRequest)
+		}
+	}
 	if !tr.from.IsZero() && !tr.to.IsZero() && !tr.from.Before(tr.to) {
 		return tr, fmt.Errorf("%w: from must be before to", errBadRequest)
 	}
@@ -406,17 +470,11 @@ func writeJSON(w http.ResponseWriter, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// healthTimeout bounds the database check of /healthz.
-const healthTimeout = 2 * time.Second
-
-// handleHealth answers ok while PostgreSQL answers and calls are being written.
+// handleHealth answers ok while the writer reaches PostgreSQL, as its last write or a check
+// on its own connection shows. It takes no read slot, so that busy readers cannot make it fail.
 func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
-	if err := s.store.ping(r.Context(), healthTimeout); err != nil {
-		httpError(w, http.StatusServiceUnavailable, "database unavailable")
-		return
-	}
-	if !s.store.w.healthy.Load() {
-		httpError(w, http.StatusServiceUnavailable, fmt.Sprintf("database unavailable: %d calls queued", s.store.w.queueLen()))
+	if !s.store.checkHealth(r.Context()) {
+		httpError(w, http.StatusServiceUnavailable, fmt.Sprintf("database unavailable: %d calls queued", s.store.queueLen()))
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -442,11 +500,11 @@ func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	}{{"found", &v.found}, {"not_found", &v.notFound}, {"failed", &v.failed}, {"rate_limited", &v.limited}} {
 		fmt.Fprintf(bw, "oxitraffic_verifications_total{result=%q} %d\n", c.name, c.n.Load())
 	}
-	wr := s.store.w
-	writeMetric(bw, "oxitraffic_calls_written_total", "counter", "Calls committed to PostgreSQL.", wr.written.Load())
-	writeMetric(bw, "oxitraffic_calls_lost_total", "counter", "Calls lost because the queue was full.", wr.droppedCalls())
-	writeMetric(bw, "oxitraffic_queue_length", "gauge", "Calls waiting to be written.", int64(wr.queueLen()))
+	st := s.store.stats()
+	writeMetric(bw, "oxitraffic_calls_written_total", "counter", "Calls committed to PostgreSQL.", st.written)
+	writeMetric(bw, "oxitraffic_calls_lost_total", "counter", "Calls lost because the queue was full.", st.lost)
+	writeMetric(bw, "oxitraffic_queue_length", "gauge", "Calls waiting to be written.", int64(st.queued))
 	writeMetric(bw, "oxitraffic_dedup_entries", "gauge", "Remembered (visitor, path) hashes.", int64(s.dedup.len()))
-	wr.batchSize.write(bw, "oxitraffic_write_batch_size", "Calls per written batch.")
-	wr.latency.write(bw, "oxitraffic_write_seconds", "Time to write one batch.")
+	st.batchSize.write(bw, "oxitraffic_write_batch_size", "Calls per written batch.")
+	st.writeTime.write(bw, "oxitraffic_write_seconds", "Time to write one batch.")
 }

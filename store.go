@@ -8,11 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/lib/pq"
@@ -26,15 +25,42 @@ var schema string
 // errNotFound is returned for a path that has no row in paths.
 var errNotFound = errors.New("not found")
 
-// queryTimeout bounds every single query.
-const queryTimeout = 10 * time.Second
+// errBusy is returned when every database read slot stays taken for readWait.
+var errBusy = errors.New("too many reads at once; try again in a moment")
+
+// Bounds of the reads of the API and the pages, so that no client, however slow or
+// numerous, can take the database from the writer or hold it at its own pace.
+const (
+	maxReads    = 4                      // database reads that run at once
+	readWait    = 250 * time.Millisecond // how long a read waits for a slot before errBusy
+	readTimeout = 10 * time.Second       // how long one request may read
+)
 
 // schemaLockID serializes schema application between daemons sharing a database.
 const schemaLockID = 7_215_032_711
 
-// openDB connects to PostgreSQL, retrying until cfg.ConnectTimeout has passed, so that a
-// daemon started together with its database waits for it.
-func openDB(ctx context.Context, cfg DBConfig, log *slog.Logger) (*sql.DB, error) {
+// pool is the size of a connection pool and the bound on any single network read or write
+// of its connections (0: none).
+type pool struct {
+	conns     int
+	ioTimeout time.Duration
+}
+
+// The pools of a running daemon: the start pool applies the schema and may rebuild the
+// rollups for long; the read pool serves the API, the pages and new paths; the writer has
+// its own connection. A socket deadline on each read and write of the last two makes a
+// PostgreSQL that stops answering (a cut network, a stalled disk) an error instead of a
+// hang: lib/pq's context deadline only sends a cancel request.
+var (
+	startPool = pool{conns: 2}
+	readPool  = pool{conns: maxReads + 2, ioTimeout: readTimeout + 5*time.Second}
+	writePool = pool{conns: 1, ioTimeout: writeTimeout + 5*time.Second}
+)
+
+// openDB connects to PostgreSQL with a pool of the given size, retrying until
+// cfg.ConnectTimeout has passed, so that a daemon started together with its database
+// waits for it.
+func openDB(ctx context.Context, cfg DBConfig, p pool, log *slog.Logger) (*sql.DB, error) {
 	connector, err := pq.NewConnectorConfig(pq.Config{
 		Host:            cfg.Host,
 		Port:            uint16(cfg.Port),
@@ -51,9 +77,10 @@ func openDB(ctx context.Context, cfg DBConfig, log *slog.Logger) (*sql.DB, error
 	if err != nil {
 		return nil, fmt.Errorf("database settings: %w", err)
 	}
+	connector.Dialer(deadlineDialer{timeout: p.ioTimeout})
 	db := sql.OpenDB(connector)
-	db.SetMaxOpenConns(8)
-	db.SetMaxIdleConns(8)
+	db.SetMaxOpenConns(p.conns)
+	db.SetMaxIdleConns(p.conns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 
 	where := fmt.Sprintf("database %s on %s port %d", cfg.Database, cfg.Host, cfg.Port)
@@ -83,6 +110,56 @@ func openDB(ctx context.Context, cfg DBConfig, log *slog.Logger) (*sql.DB, error
 	}
 }
 
+// deadlineDialer dials PostgreSQL and, with a timeout, bounds every read and write of the
+// connection by it.
+type deadlineDialer struct {
+	d       net.Dialer
+	timeout time.Duration
+}
+
+// Dial connects without a context.
+func (d deadlineDialer) Dial(network, address string) (net.Conn, error) {
+	return d.DialContext(context.Background(), network, address)
+}
+
+// DialTimeout connects within timeout.
+func (d deadlineDialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return d.DialContext(ctx, network, address)
+}
+
+// DialContext connects until ctx ends.
+func (d deadlineDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	c, err := d.d.DialContext(ctx, network, address)
+	if err != nil || d.timeout == 0 {
+		return c, err
+	}
+	return &deadlineConn{Conn: c, timeout: d.timeout}, nil
+}
+
+// deadlineConn fails any read or write that does not finish within timeout.
+type deadlineConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+// Read reads within the timeout.
+func (c *deadlineConn) Read(p []byte) (int, error) {
+	if err := c.Conn.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(p)
+}
+
+// Write writes within the timeout.
+func (c *deadlineConn) Write(p []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
+}
+
 // applySchema runs schema.sql in one transaction, under a lock so that two starts do not race.
 func applySchema(ctx context.Context, db *sql.DB) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
@@ -104,26 +181,28 @@ func applySchema(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
-// store holds every query of OxiTraffic, the call writer, and in memory every known path
-// with its number of calls, so that /call and /api/counts need no query. The numbers are
-// raised after each COMMIT, before the calls are acknowledged.
+// store is the one door to PostgreSQL for the handlers and run: it records calls through
+// the writer, reads through a bounded pool, and keeps in memory every known path with its
+// number of calls, so that /call and /api/counts need no query. The numbers are raised
+// after each COMMIT, before the calls are acknowledged.
 type store struct {
-	db     *sql.DB
+	db     *sql.DB // the read pool
 	w      *writer
 	offset int // the UTC offset in seconds
+	reads  chan struct{}
 
 	mu     sync.RWMutex
 	paths  map[string]int32
 	totals map[int32]int64
 }
 
-// newStore loads the known paths and starts the call writer; offset is the configured UTC
-// offset in seconds.
-func newStore(ctx context.Context, db *sql.DB, queueSize, offset int, log *slog.Logger) (*store, error) {
-	s := &store{db: db, paths: map[string]int32{}, totals: map[int32]int64{}, offset: offset}
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+// newStore loads the known paths through startDB, and starts the call writer on its own
+// pool writeDB; reads use readDB. offset is the configured UTC offset in seconds.
+func newStore(ctx context.Context, startDB, readDB, writeDB *sql.DB, queueSize, offset int, log *slog.Logger) (*store, error) {
+	s := &store{db: readDB, paths: map[string]int32{}, totals: map[int32]int64{}, offset: offset, reads: make(chan struct{}, maxReads)}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	rows, err := db.QueryContext(ctx, "SELECT p.id, p.path, coalesce(c.count, 0) FROM paths p LEFT JOIN path_counts c ON c.path_id = p.id")
+	rows, err := startDB.QueryContext(ctx, "SELECT p.id, p.path, coalesce(c.count, 0) FROM paths p LEFT JOIN path_counts c ON c.path_id = p.id")
 	if err != nil {
 		return nil, fmt.Errorf("load paths: %w", err)
 	}
@@ -140,10 +219,55 @@ func newStore(ctx context.Context, db *sql.DB, queueSize, offset int, log *slog.
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("load paths: %w", err)
 	}
-	if s.w, err = newWriter(ctx, db, queueSize, offset, s.committed, log); err != nil {
+	if s.w, err = newWriter(ctx, writeDB, queueSize, offset, s.committed, log); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// reserveCall takes a place in the write queue for one call, or reports false when the
+// queue is full. The place is used by recordCall or given back by releaseCall.
+func (s *store) reserveCall() bool { return s.w.reserve() }
+
+// releaseCall gives back a place that reserveCall took and that is not used.
+func (s *store) releaseCall() { s.w.release() }
+
+// recordCall queues a call of a known path in a reserved place and returns its batch,
+// whose done is closed after the first attempt to write it.
+func (s *store) recordCall(id int32, at time.Time) *batch { return s.w.enqueue(id, at) }
+
+// healthy reports whether the writer's last contact with PostgreSQL succeeded.
+func (s *store) healthy() bool { return s.w.healthy.Load() }
+
+// checkHealth reports whether the writer reaches PostgreSQL, checking on its own
+// connection when it has not heard from PostgreSQL for healthFresh.
+func (s *store) checkHealth(ctx context.Context) bool { return s.w.health(ctx) }
+
+// queueLen returns how many calls wait to be written.
+func (s *store) queueLen() int { return s.w.queueLen() }
+
+// writerStuckFor returns how long the writer's current database operation has run, or 0.
+func (s *store) writerStuckFor() time.Duration { return s.w.stuckFor() }
+
+// close writes every queued call, until ctx ends, stops the writer, and closes the pools.
+func (s *store) close(ctx context.Context) error {
+	err := s.w.close(ctx)
+	return errors.Join(err, s.w.db.Close(), s.db.Close())
+}
+
+// storeStats are the store's numbers that /metrics shows.
+type storeStats struct {
+	written, lost        int64
+	queued               int
+	batchSize, writeTime *histogram
+}
+
+// stats returns the numbers that /metrics shows.
+func (s *store) stats() storeStats {
+	return storeStats{
+		written: s.w.written.Load(), lost: s.w.droppedCalls(), queued: s.w.queueLen(),
+		batchSize: &s.w.batchSize, writeTime: &s.w.latency,
+	}
 }
 
 // knownPath returns the id of a path from the cache, without touching the database.
@@ -152,28 +276,6 @@ func (s *store) knownPath(path string) (int32, bool) {
 	id, ok := s.paths[path]
 	s.mu.RUnlock()
 	return id, ok
-}
-
-// pathID returns the id of a path, or errNotFound.
-func (s *store) pathID(ctx context.Context, path string) (int32, error) {
-	if id, ok := s.knownPath(path); ok {
-		return id, nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
-	defer cancel()
-	var id int32
-	var n int64
-	err := s.db.QueryRowContext(ctx, `
-		SELECT p.id, coalesce(c.count, 0) FROM paths p LEFT JOIN path_counts c ON c.path_id = p.id
-		WHERE p.path = $1`, path).Scan(&id, &n)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, errNotFound
-	}
-	if err != nil {
-		return 0, fmt.Errorf("select path: %w", err)
-	}
-	s.remember(path, id, n)
-	return id, nil
 }
 
 // remember puts a path and its number of calls into the cache.
@@ -195,7 +297,7 @@ func (s *store) committed(calls []pendingCall) {
 
 // addPath stores a verified path, or finds the row that is already there, and returns its id.
 func (s *store) addPath(ctx context.Context, path string) (int32, error) {
-	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
 	var id int32
 	err := s.db.QueryRowContext(ctx, `
@@ -231,15 +333,86 @@ func (s *store) counts() []pathCount {
 	return out
 }
 
-// count returns the number of calls of a path, or errNotFound.
+// count returns the number of calls of a path, or errNotFound; only a path that is not in
+// memory costs a read.
 func (s *store) count(ctx context.Context, path string) (int64, error) {
-	id, err := s.pathID(ctx, path)
-	if err != nil {
-		return 0, err
+	id, ok := s.knownPath(path)
+	if !ok {
+		r, err := s.read(ctx)
+		if err != nil {
+			return 0, err
+		}
+		defer r.close()
+		if id, err = r.pathID(path); err != nil {
+			return 0, err
+		}
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.totals[id], nil
+}
+
+// reader is one request's use of the database: a read slot, a deadline, and at most one
+// flush of the rollups. It must be closed; it holds no connection between its queries.
+type reader struct {
+	s       *store
+	ctx     context.Context
+	cancel  context.CancelFunc
+	flushed bool
+}
+
+// read takes a read slot for a request, waiting at most readWait, and bounds the request's
+// reads by readTimeout; errBusy when no slot was free.
+func (s *store) read(ctx context.Context) (*reader, error) {
+	t := time.NewTimer(readWait)
+	defer t.Stop()
+	select {
+	case s.reads <- struct{}{}:
+	case <-t.C:
+		return nil, errBusy
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
+	return &reader{s: s, ctx: ctx, cancel: cancel}, nil
+}
+
+// close gives back the read slot.
+func (r *reader) close() {
+	r.cancel()
+	<-r.s.reads
+}
+
+// fresh has every acknowledged call added to the rollups, once per reader.
+func (r *reader) fresh() error {
+	if r.flushed {
+		return nil
+	}
+	if err := r.s.w.requestFlush(r.ctx); err != nil {
+		return fmt.Errorf("flush rollups: %w", err)
+	}
+	r.flushed = true
+	return nil
+}
+
+// pathID returns the id of a path, or errNotFound.
+func (r *reader) pathID(path string) (int32, error) {
+	if id, ok := r.s.knownPath(path); ok {
+		return id, nil
+	}
+	var id int32
+	var n int64
+	err := r.s.db.QueryRowContext(r.ctx, `
+		SELECT p.id, coalesce(c.count, 0) FROM paths p LEFT JOIN path_counts c ON c.path_id = p.id
+		WHERE p.path = $1`, path).Scan(&id, &n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, errNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("select path: %w", err)
+	}
+	r.s.remember(path, id, n)
+	return id, nil
 }
 
 // timeRange bounds a history; a zero end is open.
@@ -252,36 +425,68 @@ func nullTime(t time.Time) sql.NullTime {
 	return sql.NullTime{Time: t, Valid: !t.IsZero()}
 }
 
-// history calls fn with the time of each call of a path in the range, oldest first.
-// It returns errNotFound for an unknown path before fn is first called.
-func (s *store) history(ctx context.Context, path string, tr timeRange, fn func(time.Time) error) error {
-	id, err := s.pathID(ctx, path)
-	if err != nil {
-		return err
+// historyCursor is where a page of a history starts: at the calls made at micros, after
+// the first skip of them (calls can share a microsecond).
+type historyCursor struct {
+	micros int64
+	skip   int
+}
+
+// historyPage is one page of a path's call times, oldest first; next is set when more follow.
+type historyPage struct {
+	times []time.Time
+	next  *historyCursor
+}
+
+// history returns at most limit call times of a path within the range, oldest first,
+// starting at the cursor when it is not nil.
+func (r *reader) history(id int32, tr timeRange, after *historyCursor, limit int) (historyPage, error) {
+	from := nullTime(tr.from)
+	skip := 0
+	if after != nil {
+		from = sql.NullTime{Time: time.UnixMicro(after.micros), Valid: true}
+		if !tr.from.IsZero() && tr.from.After(from.Time) {
+			from.Time = tr.from
+		} else {
+			skip = after.skip
+		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	rows, err := s.db.QueryContext(ctx, `
+	rows, err := r.s.db.QueryContext(r.ctx, `
 		SELECT timestamp FROM calls
 		WHERE path_id = $1 AND ($2::timestamptz IS NULL OR timestamp >= $2) AND ($3::timestamptz IS NULL OR timestamp < $3)
-		ORDER BY timestamp`, id, nullTime(tr.from), nullTime(tr.to))
+		ORDER BY timestamp LIMIT $4`, id, from, nullTime(tr.to), limit+skip+1)
 	if err != nil {
-		return fmt.Errorf("select history: %w", err)
+		return historyPage{}, fmt.Errorf("select history: %w", err)
 	}
 	defer rows.Close()
+	times := make([]time.Time, 0, min(limit+skip+1, 4096))
 	for rows.Next() {
 		var t time.Time
 		if err := rows.Scan(&t); err != nil {
-			return fmt.Errorf("select history: %w", err)
+			return historyPage{}, fmt.Errorf("select history: %w", err)
 		}
-		if err := fn(t); err != nil {
-			return err
-		}
+		times = append(times, t)
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("select history: %w", err)
+		return historyPage{}, fmt.Errorf("select history: %w", err)
 	}
-	return nil
+	times = times[min(skip, len(times)):]
+	var page historyPage
+	if len(times) > limit {
+		times = times[:limit]
+		last := times[limit-1].UnixMicro()
+		// Calls at the last page's last microsecond, counting those skipped to get here.
+		n := 0
+		for i := len(times) - 1; i >= 0 && times[i].UnixMicro() == last; i-- {
+			n++
+		}
+		if after != nil && last == after.micros && n == len(times) {
+			n += skip
+		}
+		page.next = &historyCursor{micros: last, skip: n}
+	}
+	page.times = times
+	return page, nil
 }
 
 // bucket is the number of calls in one interval starting at Start.
@@ -290,24 +495,11 @@ type bucket struct {
 	Count int64
 }
 
-// bucketUnits are the bucket sizes of histories, as PostgreSQL's date_trunc names them.
-var bucketUnits = map[string]time.Duration{
-	"hour":  time.Hour,
-	"day":   24 * time.Hour,
-	"week":  7 * 24 * time.Hour,
-	"month": 31 * 24 * time.Hour,
-}
-
-// bucketsTail turns the CTE b (start, n) of non-empty buckets into every bucket from the
-// first to the last, or over the range when it is given ($3 and $4 as local times).
-const bucketsTail = `,
-	r AS (
-		SELECT coalesce(date_trunc($2, $3::timestamp), min(start)) AS lo,
-		       coalesce(date_trunc($2, $4::timestamp - interval '1 microsecond'), max(start)) AS hi
-		FROM b
-	)
+// bucketsTail turns the CTE b (start, n) of non-empty buckets into every bucket from $3 to
+// the one that holds the instant before $4 (local times).
+const bucketsTail = `
 	SELECT g.start, coalesce(b.n, 0)
-	FROM r CROSS JOIN LATERAL generate_series(r.lo, r.hi, ('1 ' || $2)::interval) AS g (start)
+	FROM generate_series(date_trunc($2, $3::timestamp), date_trunc($2, $4::timestamp - interval '1 microsecond'), ('1 ' || $2)::interval) AS g (start)
 	LEFT JOIN b USING (start)
 	ORDER BY g.start`
 
@@ -316,7 +508,7 @@ const bucketsFromRollup = `
 	WITH b AS (
 		SELECT date_trunc($2, day::timestamp) AS start, sum(count)::int8 AS n
 		FROM daily_calls
-		WHERE path_id = $1 AND ($3::timestamp IS NULL OR day >= $3::date) AND ($4::timestamp IS NULL OR day < $4::date)
+		WHERE path_id = $1 AND day >= $3::date AND day < $4::date
 		GROUP BY 1
 	)` + bucketsTail
 
@@ -326,27 +518,59 @@ const bucketsFromCalls = `
 		SELECT date_trunc($2, (timestamp::timestamptz + $5::interval) AT TIME ZONE 'UTC') AS start, count(*) AS n
 		FROM calls
 		WHERE path_id = $1
-		  AND ($3::timestamp IS NULL OR timestamp >= ($3::timestamp - $5::interval) AT TIME ZONE 'UTC')
-		  AND ($4::timestamp IS NULL OR timestamp < ($4::timestamp - $5::interval) AT TIME ZONE 'UTC')
+		  AND timestamp >= ($3::timestamp - $5::interval) AT TIME ZONE 'UTC'
+		  AND timestamp < ($4::timestamp - $5::interval) AT TIME ZONE 'UTC'
 		GROUP BY 1
 	)` + bucketsTail
 
-// buckets returns the calls of a path per unit ("hour", "day", "week" or "month") at the
-// configured offset, empty buckets included, within the range; errNotFound for an unknown path.
-func (s *store) buckets(ctx context.Context, path, unit string, tr timeRange, loc *time.Location) ([]bucket, error) {
-	id, err := s.pathID(ctx, path)
+// span closes the open ends of a range of a path's history: an open start is the start of
+// the bucket of the first call in the range, an open end the end of the bucket of the last.
+// ok is false when an open range holds no call.
+func (r *reader) span(id int32, unit bucketUnit, tr timeRange, loc *time.Location) (timeRange, bool, error) {
+	if !tr.from.IsZero() && !tr.to.IsZero() {
+		return tr, true, nil
+	}
+	var first, last sql.NullTime
+	err := r.s.db.QueryRowContext(r.ctx, `
+		SELECT (SELECT min(timestamp) FROM calls WHERE path_id = $1 AND ($2::timestamptz IS NULL OR timestamp >= $2)),
+		       (SELECT max(timestamp) FROM calls WHERE path_id = $1 AND ($3::timestamptz IS NULL OR timestamp < $3))`,
+		id, nullTime(tr.from), nullTime(tr.to)).Scan(&first, &last)
+	if err != nil {
+		return tr, false, fmt.Errorf("select history span: %w", err)
+	}
+	if !first.Valid || !last.Valid {
+		return tr, false, nil
+	}
+	if tr.from.IsZero() {
+		tr.from = unit.floor(first.Time, loc)
+	}
+	if tr.to.IsZero() {
+		tr.to = unit.floor(last.Time, loc).Add(unit.floorStep())
+	}
+	return tr, tr.from.Before(tr.to), nil
+}
+
+// buckets returns the calls of a path per unit at the configured offset, empty buckets
+// included, over the range; an open end is the day of the path's first or last call. A
+// range of more than maxBuckets buckets is refused with errBadRequest before any bucket is read.
+func (r *reader) buckets(id int32, unit bucketUnit, tr timeRange, loc *time.Location) ([]bucket, error) {
+	tr, ok, err := r.span(id, unit, tr, loc)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
-	defer cancel()
-	query, args := bucketsFromRollup, []any{id, unit, localTime(tr.from, loc), localTime(tr.to, loc)}
-	if unit == "hour" || !isMidnight(tr.from, loc) || !isMidnight(tr.to, loc) {
-		query, args = bucketsFromCalls, append(args, offsetInterval(s.offset))
-	} else if err := s.w.flushRollups(ctx); err != nil {
+	if !ok {
+		return []bucket{}, nil
+	}
+	if err := checkBuckets(unit, tr, loc); err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	query, args := bucketsFromRollup, []any{id, unit.name, localTime(tr.from, loc), localTime(tr.to, loc)}
+	if unit.name == "hour" || !isMidnight(tr.from, loc) || !isMidnight(tr.to, loc) {
+		query, args = bucketsFromCalls, append(args, offsetInterval(r.s.offset))
+	} else if err := r.fresh(); err != nil {
+		return nil, err
+	}
+	rows, err := r.s.db.QueryContext(r.ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("select buckets: %w", err)
 	}
@@ -368,32 +592,24 @@ func (s *store) buckets(ctx context.Context, path, unit string, tr timeRange, lo
 	return out, nil
 }
 
-// localTime is t's wall clock at loc as a timestamp without time zone, or NULL for the zero time.
-func localTime(t time.Time, loc *time.Location) any {
-	if t.IsZero() {
-		return nil
-	}
+// localTime is t's wall clock at loc as a timestamp without time zone.
+func localTime(t time.Time, loc *time.Location) string {
 	return t.In(loc).Format("2006-01-02 15:04:05.999999")
 }
 
-// isMidnight reports whether t is zero or the start of a day at loc.
+// isMidnight reports whether t is the start of a day at loc.
 func isMidnight(t time.Time, loc *time.Location) bool {
-	if t.IsZero() {
-		return true
-	}
 	t = t.In(loc)
 	return t.Hour() == 0 && t.Minute() == 0 && t.Second() == 0 && t.Nanosecond() == 0
 }
 
 // countBefore returns how many calls of path were made before the start of day at loc.
-func (s *store) countBefore(ctx context.Context, id int32, day time.Time, loc *time.Location) (int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
-	defer cancel()
-	if err := s.w.flushRollups(ctx); err != nil {
+func (r *reader) countBefore(id int32, day time.Time, loc *time.Location) (int64, error) {
+	if err := r.fresh(); err != nil {
 		return 0, err
 	}
 	var n int64
-	err := s.db.QueryRowContext(ctx, "SELECT coalesce(sum(count), 0)::int8 FROM daily_calls WHERE path_id = $1 AND day < $2::date",
+	err := r.s.db.QueryRowContext(r.ctx, "SELECT coalesce(sum(count), 0)::int8 FROM daily_calls WHERE path_id = $1 AND day < $2::date",
 		id, day.In(loc).Format(time.DateOnly)).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("select count before: %w", err)
@@ -402,15 +618,13 @@ func (s *store) countBefore(ctx context.Context, id int32, day time.Time, loc *t
 }
 
 // pathStats returns the number of calls of a path and the time of its first call.
-func (s *store) pathStats(ctx context.Context, id int32) (int64, time.Time, error) {
-	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
-	defer cancel()
-	if err := s.w.flushRollups(ctx); err != nil {
+func (r *reader) pathStats(id int32) (int64, time.Time, error) {
+	if err := r.fresh(); err != nil {
 		return 0, time.Time{}, err
 	}
 	var n int64
 	var first time.Time
-	err := s.db.QueryRowContext(ctx, "SELECT count, first_call FROM path_counts WHERE path_id = $1", id).Scan(&n, &first)
+	err := r.s.db.QueryRowContext(r.ctx, "SELECT count, first_call FROM path_counts WHERE path_id = $1", id).Scan(&n, &first)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, time.Time{}, nil
 	}
@@ -421,535 +635,13 @@ func (s *store) pathStats(ctx context.Context, id int32) (int64, time.Time, erro
 }
 
 // firstCall returns the time of the first call of all, and false when there is none.
-func (s *store) firstCall(ctx context.Context) (time.Time, bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
-	defer cancel()
-	if err := s.w.flushRollups(ctx); err != nil {
+func (r *reader) firstCall() (time.Time, bool, error) {
+	if err := r.fresh(); err != nil {
 		return time.Time{}, false, err
 	}
 	var t sql.NullTime
-	if err := s.db.QueryRowContext(ctx, "SELECT min(first_call) FROM path_counts").Scan(&t); err != nil {
+	if err := r.s.db.QueryRowContext(r.ctx, "SELECT min(first_call) FROM path_counts").Scan(&t); err != nil {
 		return time.Time{}, false, fmt.Errorf("select first call: %w", err)
 	}
 	return t.Time, t.Valid, nil
-}
-
-// offsetInterval renders an offset in seconds as a PostgreSQL interval.
-func offsetInterval(secs int) string {
-	return fmt.Sprintf("%d seconds", secs)
-}
-
-// syncRollups checks the rollups against calls and makes them agree. Never made (a database
-// of the original OxiTraffic) or made for another UTC offset, they are rebuilt; otherwise
-// only the paths whose number of calls disagrees are counted again: those a crashed
-// daemon's last second left short, or whose calls something else wrote.
-func syncRollups(ctx context.Context, db *sql.DB, offset int, log *slog.Logger) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
-	defer cancel()
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("check rollups: %w", err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", schemaLockID); err != nil {
-		return fmt.Errorf("check rollups: lock: %w", err)
-	}
-	var stored sql.NullString
-	var hasCalls bool
-	err = tx.QueryRowContext(ctx, `
-		SELECT (SELECT value FROM oxitraffic_meta WHERE key = 'rollup_offset'), EXISTS (SELECT 1 FROM calls)`).Scan(&stored, &hasCalls)
-	if err != nil {
-		return fmt.Errorf("check rollups: %w", err)
-	}
-	start := time.Now()
-	day := `((timestamp::timestamptz + $1::interval) AT TIME ZONE 'UTC')::date`
-	type statement struct {
-		query string
-		args  []any
-	}
-	var statements []statement
-	if stored.Valid && stored.String == strconv.Itoa(offset) {
-		var ids []int64
-		rows, err := tx.QueryContext(ctx, `
-			SELECT path_id FROM (SELECT path_id, count(*) AS n FROM calls GROUP BY 1) c
-			FULL JOIN path_counts p USING (path_id) WHERE c.n IS DISTINCT FROM p.count`)
-		if err != nil {
-			return fmt.Errorf("check rollups: %w", err)
-		}
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return fmt.Errorf("check rollups: %w", err)
-			}
-			ids = append(ids, id)
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("check rollups: %w", err)
-		}
-		if len(ids) == 0 {
-			return nil
-		}
-		log.Info("counting again the rollups of paths whose calls disagree with them", "paths", len(ids))
-		statements = []statement{
-			{"DELETE FROM daily_calls WHERE path_id = ANY($1)", []any{pq.Array(ids)}},
-			{"DELETE FROM path_counts WHERE path_id = ANY($1)", []any{pq.Array(ids)}},
-			{"INSERT INTO daily_calls (path_id, day, count) SELECT path_id, " + day + `, count(*) FROM calls
-			  WHERE path_id = ANY($2) GROUP BY 1, 2`, []any{offsetInterval(offset), pq.Array(ids)}},
-			{`INSERT INTO path_counts (path_id, count, first_call) SELECT path_id, count(*), min(timestamp) FROM calls
-			  WHERE path_id = ANY($1) GROUP BY 1`, []any{pq.Array(ids)}},
-		}
-	} else {
-		if hasCalls {
-			log.Info("rebuilding the rollups from calls", "utc_offset_seconds", offset)
-		}
-		statements = []statement{
-			{"TRUNCATE daily_calls, path_counts", nil},
-			{"INSERT INTO daily_calls (path_id, day, count) SELECT path_id, " + day + ", count(*) FROM calls GROUP BY 1, 2",
-				[]any{offsetInterval(offset)}},
-			{"INSERT INTO path_counts (path_id, count, first_call) SELECT path_id, count(*), min(timestamp) FROM calls GROUP BY 1", nil},
-			{`INSERT INTO oxitraffic_meta (key, value) VALUES ('rollup_offset', $1)
-			  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, []any{strconv.Itoa(offset)}},
-		}
-	}
-	for _, st := range statements {
-		if _, err := tx.ExecContext(ctx, st.query, st.args...); err != nil {
-			return fmt.Errorf("rebuild rollups: %w", err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("rebuild rollups: %w", err)
-	}
-	if hasCalls {
-		log.Info("rollups rebuilt", "took", time.Since(start).Round(time.Millisecond))
-	}
-	return nil
-}
-
-// ping reports whether PostgreSQL answers within timeout.
-func (s *store) ping(ctx context.Context, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	return s.db.PingContext(ctx)
-}
-
-// maxBatch bounds how many calls one INSERT writes.
-const maxBatch = 2048
-
-// writeTimeout bounds one attempt to write a batch.
-const writeTimeout = 5 * time.Second
-
-// pendingCall is a call that is not written yet.
-type pendingCall struct {
-	pathID int64
-	micros int64 // microseconds since the Unix epoch
-}
-
-// batch is a group of calls written in one transaction. done is closed after the first
-// attempt to write it; ok says whether that attempt committed.
-type batch struct {
-	calls []pendingCall
-	done  chan struct{}
-	ok    bool
-}
-
-// writer is the one goroutine that writes calls, in groups: requests queue their call and
-// wait for the COMMIT of the batch that holds it (group commit). A lone call is written at
-// once; under load, calls gather while the previous batch commits, so batches grow by
-// themselves. (Two writers were slower: smaller batches, and PostgreSQL's CPU is the limit.)
-// While PostgreSQL is down, calls wait in the bounded queue and are written when it is back.
-//
-// The rollups are not written with the calls: adding a batch to them took more of
-// PostgreSQL's time than inserting it. The writer sums the written calls in memory and
-// adds them to the rollups in a transaction of their own, rollupEvery after it last did,
-// before a read that uses them, and when it stops. A crash can leave the rollups short of
-// the last calls; syncRollups finds that at the next start and rebuilds them.
-type writer struct {
-	db  *sql.DB
-	log *slog.Logger
-	max int
-
-	mu      sync.Mutex
-	batches []*batch // the last one takes new calls while it is not full
-	queued  int
-	dropped int64
-
-	healthy  atomic.Bool
-	wake     chan struct{}
-	stop     chan struct{}
-	stopped  chan struct{}
-	stopOnce sync.Once
-
-	// insert and addRollups are prepared once, so that PostgreSQL parses and plans them only
-	// once per connection.
-	insert     *sql.Stmt
-	addRollups *sql.Stmt
-	offset     int64 // the UTC offset in seconds, for the days of the daily rollup
-
-	// Owned by the writer goroutine: calls written but not yet in the rollups, when the
-	// rollups were last written, and when a failed attempt may be retried.
-	pending    rollupDelta
-	rolled     time.Time
-	rollRetry  time.Time
-	rollupReqs chan chan error // reads that need the rollups written first
-
-	committed func([]pendingCall) // told of each written batch before it is acknowledged
-
-	// Counters read by /metrics.
-	written   atomic.Int64
-	batchSize histogram
-	latency   histogram
-}
-
-// rollupEvery is how long the rollups may lag behind the calls, for reads that do not ask.
-const rollupEvery = time.Second
-
-// rollupDelta is what written calls add to the rollups: calls per path and day, and calls
-// and first call per path.
-type rollupDelta struct {
-	days  map[pathDay]int64
-	paths map[int64]pathTotal
-}
-
-// pathDay is a path id and a day, counted in days since 1970-01-01 at the UTC offset.
-type pathDay struct{ pathID, day int64 }
-
-// pathTotal is a number of calls and the first of them, in microseconds since the epoch.
-type pathTotal struct{ count, first int64 }
-
-// add sums calls into the delta; offset is the UTC offset in seconds.
-func (d *rollupDelta) add(calls []pendingCall, offset int64) {
-	if d.days == nil {
-		d.days, d.paths = map[pathDay]int64{}, map[int64]pathTotal{}
-	}
-	for _, c := range calls {
-		d.days[pathDay{c.pathID, floorDiv(c.micros+offset*1e6, 86_400e6)}]++
-		t, ok := d.paths[c.pathID]
-		if !ok || c.micros < t.first {
-			t.first = c.micros
-		}
-		t.count++
-		d.paths[c.pathID] = t
-	}
-}
-
-// empty reports whether the delta adds nothing.
-func (d *rollupDelta) empty() bool {
-	return len(d.paths) == 0
-}
-
-// floorDiv is a / b rounded down.
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if a%b < 0 {
-		q--
-	}
-	return q
-}
-
-// insertCalls writes a batch: path ids and times in microseconds since the epoch, as arrays,
-// so that a batch is one statement and one round trip.
-const insertCalls = `
-	INSERT INTO calls (path_id, timestamp)
-	SELECT p, 'epoch'::timestamptz + t * interval '1 microsecond'
-	FROM unnest($1::int8[], $2::int8[]) AS u (p, t)`
-
-// insertRollups adds a rollupDelta to the rollups: $1 path ids, $2 days since 1970-01-01 and
-// $3 counts for daily_calls; $4 path ids, $5 counts and $6 first calls for path_counts.
-const insertRollups = `
-	WITH days AS (
-		INSERT INTO daily_calls (path_id, day, count)
-		SELECT p, date '1970-01-01' + d::int4, n FROM unnest($1::int8[], $2::int8[], $3::int8[]) AS u (p, d, n)
-		ON CONFLICT (path_id, day) DO UPDATE SET count = daily_calls.count + EXCLUDED.count
-	)
-	INSERT INTO path_counts (path_id, count, first_call)
-	SELECT p, n, 'epoch'::timestamptz + f * interval '1 microsecond' FROM unnest($4::int8[], $5::int8[], $6::int8[]) AS u (p, n, f)
-	ON CONFLICT (path_id) DO UPDATE SET
-		count = path_counts.count + EXCLUDED.count,
-		first_call = least(path_counts.first_call, EXCLUDED.first_call)`
-
-// newWriter prepares its statements and starts the writer goroutine with a queue of at most
-// max calls; offset is the UTC offset in seconds. committed is called with the calls of each
-// batch after its COMMIT, before they are acknowledged.
-func newWriter(ctx context.Context, db *sql.DB, max, offset int, committed func([]pendingCall), log *slog.Logger) (*writer, error) {
-	insert, err := db.PrepareContext(ctx, insertCalls)
-	if err != nil {
-		return nil, fmt.Errorf("prepare insert: %w", err)
-	}
-	addRollups, err := db.PrepareContext(ctx, insertRollups)
-	if err != nil {
-		insert.Close()
-		return nil, fmt.Errorf("prepare rollups: %w", err)
-	}
-	w := &writer{
-		db: db, log: log, max: max, insert: insert, addRollups: addRollups, offset: int64(offset),
-		committed:  committed,
-		rolled:     time.Now(),
-		rollupReqs: make(chan chan error),
-		wake:       make(chan struct{}, 1),
-		stop:       make(chan struct{}),
-		stopped:    make(chan struct{}),
-		batchSize:  newHistogram(1, 4, 16, 64, 256, 1024, maxBatch),
-		latency:    newHistogram(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
-	}
-	w.healthy.Store(true)
-	go w.loop()
-	return w, nil
-}
-
-// enqueue queues a call and returns its batch, or nil when the queue is full and the call is lost.
-func (w *writer) enqueue(pathID int32, at time.Time) *batch {
-	w.mu.Lock()
-	if w.queued >= w.max {
-		w.dropped++
-		w.mu.Unlock()
-		return nil
-	}
-	var b *batch
-	if n := len(w.batches); n > 0 && len(w.batches[n-1].calls) < maxBatch {
-		b = w.batches[n-1]
-	} else {
-		b = &batch{done: make(chan struct{}), calls: make([]pendingCall, 0, 16)}
-		w.batches = append(w.batches, b)
-	}
-	b.calls = append(b.calls, pendingCall{pathID: int64(pathID), micros: at.UnixMicro()})
-	w.queued++
-	w.mu.Unlock()
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
-	return b
-}
-
-// take removes the oldest batch from the queue, so that no call is added to it while it is written.
-func (w *writer) take() *batch {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.batches) == 0 {
-		return nil
-	}
-	b := w.batches[0]
-	w.batches[0] = nil
-	w.batches = w.batches[1:]
-	return b
-}
-
-// putBack returns a batch that could not be written to the front of the queue.
-func (w *writer) putBack(b *batch) {
-	w.mu.Lock()
-	w.batches = append([]*batch{b}, w.batches...)
-	w.mu.Unlock()
-}
-
-// finished removes a written batch from the queue's count.
-func (w *writer) finished(b *batch) {
-	w.mu.Lock()
-	w.queued -= len(b.calls)
-	w.mu.Unlock()
-}
-
-// queueLen returns how many calls wait to be written.
-func (w *writer) queueLen() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.queued
-}
-
-// droppedCalls returns how many calls were lost to a full queue.
-func (w *writer) droppedCalls() int64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.dropped
-}
-
-// loop writes batches until stop is closed and the queue is empty, and keeps the rollups
-// up to date.
-func (w *writer) loop() {
-	defer close(w.stopped)
-	wait := 100 * time.Millisecond
-	var logged int64
-	for {
-		select {
-		case req := <-w.rollupReqs:
-			req <- w.writeRollups()
-		default:
-		}
-		b := w.take()
-		if b == nil {
-			// No call waits. Written calls go into the rollups when they are due.
-			var due <-chan time.Time
-			var timer *time.Timer
-			if !w.pending.empty() {
-				timer = time.NewTimer(time.Until(w.rollupsDue()))
-				due = timer.C
-			}
-			select {
-			case <-w.wake:
-			case <-due:
-				w.maybeWriteRollups()
-			case req := <-w.rollupReqs:
-				req <- w.writeRollups()
-			case <-w.stop:
-				if w.queueLen() == 0 {
-					if err := w.writeRollups(); err != nil {
-						w.log.Error("rollups not written at stop: they are rebuilt at the next start", "err", err)
-					}
-					return
-				}
-			}
-			if timer != nil {
-				timer.Stop()
-			}
-			continue
-		}
-		start := time.Now()
-		err := w.write(b)
-		first := !isClosed(b.done)
-		if err == nil {
-			w.latency.observe(time.Since(start).Seconds())
-			w.batchSize.observe(float64(len(b.calls)))
-			w.written.Add(int64(len(b.calls)))
-			w.pending.add(b.calls, w.offset)
-			w.committed(b.calls)
-			w.finished(b)
-			if !w.healthy.Swap(true) {
-				w.log.Info("PostgreSQL is back: writing queued calls", "queued", w.queueLen())
-			}
-			wait = 100 * time.Millisecond
-		} else {
-			if w.healthy.Swap(false) {
-				w.log.Error("cannot write calls: keeping them in memory until PostgreSQL is back", "err", err)
-			}
-			w.putBack(b)
-		}
-		if first {
-			b.ok = err == nil
-			close(b.done)
-		}
-		if d := w.droppedCalls(); d > logged {
-			w.log.Error("queue full: calls lost", "lost", d-logged, "lost_total", d, "queue_size", w.max)
-			logged = d
-		}
-		if err != nil {
-			w.pause(wait)
-			wait = min(2*wait, 5*time.Second)
-			continue
-		}
-		w.maybeWriteRollups()
-	}
-}
-
-// pause waits for d after a failed write, still answering reads that need the rollups.
-func (w *writer) pause(d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-			return
-		case req := <-w.rollupReqs:
-			req <- w.writeRollups()
-		}
-	}
-}
-
-// isClosed reports whether ch is closed.
-func isClosed(ch chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
-}
-
-// write inserts the calls of one batch, in one statement.
-func (w *writer) write(b *batch) error {
-	ids := make([]int64, len(b.calls))
-	micros := make([]int64, len(b.calls))
-	for i, c := range b.calls {
-		ids[i], micros[i] = c.pathID, c.micros
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
-	defer cancel()
-	_, err := w.insert.ExecContext(ctx, pq.Array(ids), pq.Array(micros))
-	if err != nil {
-		return fmt.Errorf("insert %d calls: %w", len(b.calls), err)
-	}
-	return nil
-}
-
-// rollupsDue returns when the written calls are to go into the rollups: rollupEvery after
-// they last did, and not before a failed attempt may be retried.
-func (w *writer) rollupsDue() time.Time {
-	due := w.rolled.Add(rollupEvery)
-	if due.Before(w.rollRetry) {
-		return w.rollRetry
-	}
-	return due
-}
-
-// maybeWriteRollups adds the written calls to the rollups when they are due.
-func (w *writer) maybeWriteRollups() {
-	if w.pending.empty() || time.Now().Before(w.rollupsDue()) {
-		return
-	}
-	if err := w.writeRollups(); err != nil {
-		w.rollRetry = time.Now().Add(5 * time.Second)
-		w.log.Error("cannot add calls to the rollups: trying again later", "err", err)
-	}
-}
-
-// writeRollups adds the written calls that are not yet in the rollups to them, in one statement.
-func (w *writer) writeRollups() error {
-	if w.pending.empty() {
-		return nil
-	}
-	var dp, dd, dn, pp, pn, pf []int64
-	for k, n := range w.pending.days {
-		dp, dd, dn = append(dp, k.pathID), append(dd, k.day), append(dn, n)
-	}
-	for id, t := range w.pending.paths {
-		pp, pn, pf = append(pp, id), append(pn, t.count), append(pf, t.first)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
-	defer cancel()
-	_, err := w.addRollups.ExecContext(ctx, pq.Array(dp), pq.Array(dd), pq.Array(dn), pq.Array(pp), pq.Array(pn), pq.Array(pf))
-	if err != nil {
-		return fmt.Errorf("add %d paths to the rollups: %w", len(pp), err)
-	}
-	w.pending = rollupDelta{}
-	w.rolled, w.rollRetry = time.Now(), time.Time{}
-	return nil
-}
-
-// flushRollups has the writer add every call written so far to the rollups, so that a read
-// of them that follows counts every acknowledged call.
-func (w *writer) flushRollups(ctx context.Context) error {
-	req := make(chan error, 1)
-	select {
-	case w.rollupReqs <- req:
-	case <-w.stopped:
-		return nil // the writer wrote the rollups when it stopped
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case err := <-req:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// close writes every queued call, until ctx ends, and stops the writer.
-func (w *writer) close(ctx context.Context) error {
-	w.stopOnce.Do(func() { close(w.stop) })
-	select {
-	case <-w.stopped:
-		return errors.Join(w.insert.Close(), w.addRollups.Close())
-	case <-ctx.Done():
-		return fmt.Errorf("%d calls not written before the shutdown deadline", w.queueLen())
-	}
 }

@@ -68,7 +68,7 @@ func TestRollupsFollowTheOffset(t *testing.T) {
 		offset int
 		day    string
 	}{{0, "2024-01-04"}, {3600, "2024-01-05"}, {-3600, "2024-01-04"}} {
-		if err := syncRollups(context.Background(), db, c.offset, discardLog()); err != nil {
+		if err := syncRollups(context.Background(), db, c.offset, func() {}, discardLog()); err != nil {
 			t.Fatal(err)
 		}
 		var day string
@@ -93,19 +93,18 @@ func TestRollupsAddUpLikeARebuild(t *testing.T) {
 			t.Fatal(err)
 		}
 		execAll(t, db, "INSERT INTO paths (path) VALUES ('blog'), ('about')")
-		s, err := newStore(ctx, db, 100, offset, discardLog())
+		s, err := newStore(ctx, db, db, db, 100, offset, discardLog())
 		if err != nil {
 			t.Fatal(err)
 		}
 		for i, v := range times {
 			at, _ := time.Parse(time.RFC3339Nano, v)
-			if b := s.w.enqueue(int32(1+i%2), at); b == nil {
+			if !s.reserveCall() {
 				t.Fatal("queue full")
-			} else {
-				<-b.done
 			}
+			<-s.recordCall(int32(1+i%2), at).done
 		}
-		if err := s.w.flushRollups(ctx); err != nil {
+		if err := s.w.requestFlush(ctx); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.w.close(ctx); err != nil {
@@ -113,7 +112,7 @@ func TestRollupsAddUpLikeARebuild(t *testing.T) {
 		}
 		written := rollupRows(t, db)
 		execAll(t, db, "DELETE FROM oxitraffic_meta")
-		if err := syncRollups(ctx, db, offset, discardLog()); err != nil {
+		if err := syncRollups(ctx, db, offset, func() {}, discardLog()); err != nil {
 			t.Fatal(err)
 		}
 		if rebuilt := rollupRows(t, db); written != rebuilt {
@@ -173,9 +172,10 @@ func TestStaleClustersAreRemoved(t *testing.T) {
 	}
 }
 
-// TestRollupsRecountOnlyThePathsThatDisagree checks that at start, with rollups made for the
-// configured offset, only the paths whose calls disagree with them are counted again.
-func TestRollupsRecountOnlyThePathsThatDisagree(t *testing.T) {
+// TestStartAddsTheJournalThatACrashLeft checks that at start, with rollups made for the
+// configured offset, the journal rows that no flush deleted (a crash) are added to the
+// rollups and deleted, and that nothing else is counted again.
+func TestStartAddsTheJournalThatACrashLeft(t *testing.T) {
 	_, db := newTestDB(t)
 	ctx := context.Background()
 	if err := applySchema(ctx, db); err != nil {
@@ -185,25 +185,32 @@ func TestRollupsRecountOnlyThePathsThatDisagree(t *testing.T) {
 		"INSERT INTO paths (path) VALUES ('blog'), ('about')",
 		"INSERT INTO calls (path_id, timestamp) VALUES (1, '2024-01-01T10:00:00Z'), (1, '2024-01-02T10:00:00Z'), (2, '2024-01-02T11:00:00Z')",
 	)
-	if err := syncRollups(ctx, db, 0, discardLog()); err != nil {
+	if err := syncRollups(ctx, db, 0, func() {}, discardLog()); err != nil {
 		t.Fatal(err)
 	}
-	// Calls of blog that did not reach the rollups, as after a crash; a mark on about, whose
-	// count agrees, shows whether it was counted again.
+	// Two batches of blog written with their journal rows but not added to the rollups, as
+	// after a crash; a mark on about shows whether anything was counted again.
 	execAll(t, db,
 		"INSERT INTO calls (path_id, timestamp) VALUES (1, '2024-01-02T12:00:00Z'), (1, '2024-01-03T09:00:00Z')",
+		"INSERT INTO oxitraffic_writes VALUES (7, 1, '{1}', '{19724}', '{1}', '{1}', '{1}', '{1704196800000000}')",
+		"INSERT INTO oxitraffic_writes VALUES (7, 2, '{1}', '{19725}', '{1}', '{1}', '{1}', '{1704272400000000}')",
 		"UPDATE path_counts SET first_call = '2000-01-01T00:00:00Z' WHERE path_id = 2",
 	)
 	var log syncBuffer
-	if err := syncRollups(ctx, db, 0, slog.New(slog.NewTextHandler(&log, nil))); err != nil {
+	if err := syncRollups(ctx, db, 0, func() {}, slog.New(slog.NewTextHandler(&log, nil))); err != nil {
 		t.Fatal(err)
 	}
 	want := "1 2024-01-01 1\n1 2024-01-02 2\n1 2024-01-03 1\n2 2024-01-02 1\n" +
 		"1 4 2024-01-01 10:00:00\n2 1 2000-01-01 00:00:00"
 	if got := rollupRows(t, db); got != want {
-		t.Errorf("rollups after the check:\n%s\nwant (blog counted again, about untouched):\n%s", got, want)
+		t.Errorf("rollups after the check:\n%s\nwant (the journal added, about untouched):\n%s", got, want)
 	}
-	if !strings.Contains(log.String(), "paths=1") {
-		t.Errorf("log of the check = %q; want it to say that one path was counted again", log.String())
+	if !strings.Contains(log.String(), "batches=2") {
+		t.Errorf("log of the check = %q; want it to say that two batches were added", log.String())
+	}
+	var left int
+	db.QueryRow("SELECT count(*) FROM oxitraffic_writes").Scan(&left)
+	if left != 0 {
+		t.Errorf("journal rows after the check = %d; want 0", left)
 	}
 }

@@ -164,7 +164,7 @@ func (v *verifier) pruneVisitors(now time.Time) {
 // fly runs one check and stores the path when the tracked website serves it. It does not
 // use the caller's context: callers that give up do not cancel the check for the others.
 func (v *verifier) fly(path string, f *flight) {
-	ctx, cancel := context.WithTimeout(context.Background(), v.client.Timeout+queryTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), v.client.Timeout+writeTimeout)
 	defer cancel()
 	err := v.fetch(ctx, path)
 	switch {

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"fmt"
+	"time"
+)
+
+// bucketUnit is a size of history buckets; its name is the `by=` value, the noun of the
+// pages, and the unit of PostgreSQL's date_trunc.
+type bucketUnit struct {
+	name string
+}
+
+// bucketUnits are the bucket sizes, finest first.
+var bucketUnits = []bucketUnit{{"hour"}, {"day"}, {"week"}, {"month"}}
+
+// parseUnit returns the unit named by a `by=` value.
+func parseUnit(s string) (bucketUnit, error) {
+	for _, u := range bucketUnits {
+		if u.name == s {
+			return u, nil
+		}
+	}
+	return bucketUnit{}, fmt.Errorf("%w: by=%q is not one of hour, day, week, month", errBadRequest, s)
+}
+
+// coarser returns the next larger unit, and false for the largest.
+func (u bucketUnit) coarser() (bucketUnit, bool) {
+	for i, v := range bucketUnits {
+		if v == u && i+1 < len(bucketUnits) {
+			return bucketUnits[i+1], true
+		}
+	}
+	return u, false
+}
+
+// floor returns the start at loc of t's hour for hourly buckets, and of t's day for the
+// others (PostgreSQL truncates days to weeks and months).
+func (u bucketUnit) floor(t time.Time, loc *time.Location) time.Time {
+	t = t.In(loc)
+	h := 0
+	if u.name == "hour" {
+		h = t.Hour()
+	}
+	return time.Date(t.Year(), t.Month(), t.Day(), h, 0, 0, 0, loc)
+}
+
+// floorStep is the length of what floor rounds to: an hour or a day.
+func (u bucketUnit) floorStep() time.Duration {
+	if u.name == "hour" {
+		return time.Hour
+	}
+	return 24 * time.Hour
+}
+
+// count returns how many buckets a history from `from` to `to` (exclusive) holds at loc.
+// It counts in whole numbers, so that ranges of thousands of years do not overflow.
+func (u bucketUnit) count(from, to time.Time, loc *time.Location) int64 {
+	a, b := from.In(loc), to.Add(-time.Microsecond).In(loc)
+	days := func(t time.Time) int64 {
+		return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC).Unix() / 86400
+	}
+	switch u.name {
+	case "hour":
+		return (days(b)*24 + int64(b.Hour())) - (days(a)*24 + int64(a.Hour())) + 1
+	case "day":
+		return days(b) - days(a) + 1
+	case "week":
+		// 1970-01-01 was a Thursday: shift so that weeks start on Mondays, as in PostgreSQL.
+		return floorDiv(days(b)+3, 7) - floorDiv(days(a)+3, 7) + 1
+	default:
+		return (int64(b.Year())*12 + int64(b.Month())) - (int64(a.Year())*12 + int64(a.Month())) + 1
+	}
+}
+
+// label formats a bucket start for an axis label.
+func (u bucketUnit) label(t time.Time) string {
+	switch u.name {
+	case "hour":
+		return t.Format("Jan 2 15:04")
+	case "month":
+		return t.Format("Jan 2006")
+	default:
+		return t.Format("Jan 2")
+	}
+}
