@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -80,22 +79,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log.Info("starting", "version", version, "data_dir", dataDir,
 		"db_host", cfg.DB.Host, "db_port", cfg.DB.Port, "db_name", cfg.DB.Database, "db_user", cfg.DB.Username)
 
-	// From here on systemd hears that the daemon lives, also during a long first start.
-	runCtx, cancelRun := context.WithCancel(ctx)
-	defer cancelRun()
-	var started atomic.Pointer[store]
-	go watchdog(runCtx, getenv, func() time.Duration {
-		if st := started.Load(); st != nil {
-			return st.writerStuckFor()
-		}
-		return 0
-	})
 	st, err := openStore(ctx, cfg, getenv, log)
 	if err != nil {
 		log.Error("start failed", "err", err)
 		return err
 	}
-	started.Store(st)
 
 	srv := newServer(cfg, st, image, log)
 	ln, err := net.Listen("tcp", cfg.SocketAddress)
@@ -125,6 +113,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log.Info("listening", "address", "http://"+ln.Addr().String(), "tracked", cfg.TrackedBaseURL)
 	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
 	sdNotify(getenv, "READY=1")
+
+	// systemd's watchdog runs from here on, when the start is complete.
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	go watchdog(runCtx, getenv, st.writerStuckFor)
 
 	var result error
 	for wait := true; wait; {

@@ -154,6 +154,7 @@ type pendingFlush struct {
 // uses it.
 type rollups struct {
 	stmt    *sql.Stmt
+	log     *slog.Logger
 	daemon  int64
 	offset  int64 // the UTC offset in seconds, for the days of daily_calls
 	pending pendingFlush
@@ -196,9 +197,13 @@ func (r *rollups) flush(ctx context.Context) error {
 		r.sent, r.pending = r.pending, pendingFlush{}
 	}
 	args := append(r.sent.delta.arrays().args(), r.daemon, pq.Array(r.sent.seqs))
-	if _, err := r.stmt.ExecContext(ctx, args...); err != nil {
+	res, err := r.stmt.ExecContext(ctx, args...)
+	if err != nil {
 		r.retry = time.Now().Add(5 * time.Second)
 		return fmt.Errorf("add %d paths to the rollups: %w", len(r.sent.delta.paths), err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		r.log.Info("a rollup flush whose answer was lost had committed: not added again", "paths", len(r.sent.delta.paths))
 	}
 	r.sent = pendingFlush{}
 	r.rolled, r.retry = time.Now(), time.Time{}

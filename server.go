@@ -423,6 +423,12 @@ func (s *server) readBuckets(ctx context.Context, path string, unit bucketUnit, 
 	return rd.buckets(id, unit, tr, s.loc)
 }
 
+// The bounds of from= and to=.
+var (
+	minRangeTime = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC).Add(-24 * time.Hour)
+	maxRangeTime = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC).Add(24 * time.Hour)
+)
+
 // parseRange reads ?from= and ?to=: RFC 3339 times, or dates at the configured offset,
 // where from is the start of its day and to the end of its day.
 func parseRange(q map[string][]string, loc *time.Location) (timeRange, error) {
@@ -439,23 +445,21 @@ func parseRange(q map[string][]string, loc *time.Location) (timeRange, error) {
 		if v == "" {
 			continue
 		}
-		if t, err := time.Parse(time.RFC3339, v); err == nil {
-			*p.dst = t
-			continue
-		}
-		d, err := time.ParseInLocation(time.DateOnly, v, loc)
+		t, err := time.Parse(time.RFC3339, v)
 		if err != nil {
-			return tr, fmt.Errorf("%w: %s=%q is neither an RFC 3339 time nor a date like 2026-05-01", errBadRequest, p.key, v)
+			if t, err = time.ParseInLocation(time.DateOnly, v, loc); err != nil {
+				return tr, fmt.Errorf("%w: %s=%q is neither an RFC 3339 time nor a date like 2026-05-01", errBadRequest, p.key, v)
+			}
+			if p.isEnd {
+				t = t.AddDate(0, 0, 1)
+			}
 		}
-		if p.isEnd {
-			d = d.AddDate(0, 0, 1)
+		// No call is older than the Unix epoch, and the year 1 is the zero time, which
+		// stands for an open end.
+		if t.Before(minRangeTime) || t.After(maxRangeTime) {
+			return tr, fmt.Errorf("%w: %s=%q: from and to must lie between 1970-01-01 and 9999-12-31", errBadRequest, p.key, v)
 		}
-		*p.dst = d
-	}
-	for _, t := range []time.Time{tr.from, tr.to} {
-		if !t.IsZero() && (t.Year() < 1 || t.Year() > 9999) {
-			return tr, fmt.Errorf("%w: from and to must lie between the years 1 and 9999", errBadRequest)
-		}
+		*p.dst = t
 	}
 	if !tr.from.IsZero() && !tr.to.IsZero() && !tr.from.Before(tr.to) {
 		return tr, fmt.Errorf("%w: from must be before to", errBadRequest)

@@ -123,7 +123,7 @@ func newWriter(ctx context.Context, db *sql.DB, max, offset int, committed func(
 	daemon := int64(binary.LittleEndian.Uint64(key[:]) >> 1)
 	w := &writer{
 		db: db, log: log, max: max, insert: insert, daemon: daemon,
-		roll:       rollups{stmt: flush, daemon: daemon, offset: int64(offset), rolled: time.Now()},
+		roll:       rollups{stmt: flush, log: log, daemon: daemon, offset: int64(offset), rolled: time.Now()},
 		committed:  committed,
 		lastDB:     time.Now(),
 		rollupReqs: make(chan chan error),
