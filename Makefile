@@ -7,7 +7,7 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # coordinator can report its own deadline as a failure (golang/go#75804).
 FUZZTIME ?= 30000x
 
-.PHONY: all build demo test vet fuzz bench browser-test postgres chromium wrk clean
+.PHONY: all build demo test vet fuzz bench browser-test postgres chromium wrk bots clean
 
 all: build
 
@@ -59,6 +59,14 @@ bench: postgres wrk
 	./bench/run.sh
 	$(GO) test -run '^$$' -bench 'Dedup|Call' -benchtime 1000000x .
 	$(GO) test -run '^$$' -bench 'Big' -benchtime 20x .
+
+## bots: regenerate bots_gen.go, the crawler patterns, from the npm package isbot (needs npm).
+## To move to a newer isbot, change ISBOT_VERSION, run make bots, then make test.
+ISBOT_VERSION ?= 5.2.3
+bots:
+	d=$$(mktemp -d) && (cd $$d && npm pack --silent isbot@$(ISBOT_VERSION) >/dev/null && tar xzf isbot-$(ISBOT_VERSION).tgz) && \
+		$(GO) run ./bots/gen $$d/package; s=$$?; rm -rf $$d; exit $$s
+	gofmt -l bots_gen.go
 
 ## fuzz: the same fuzz targets, longer.
 fuzz:

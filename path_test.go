@@ -26,7 +26,7 @@ func TestPathAfter(t *testing.T) {
 		{"/call/blog%2F/%2F%2Fpost-1%2F", "blog/post-1", false},
 		{"/call/%2F%2Fblog", "blog", false},
 		{"/call/blog/index.html", "blog/index.html", false}, // another URL, maybe another page
-		{"/call/Blog", "Blog", false},                        // paths are case-sensitive
+		{"/call/Blog", "Blog", false},                       // paths are case-sensitive
 		{"/call/a%2F%2E%2E%2Fb", "", true},
 		{"/call/%C3%BC", "ü", false},
 		{"/call/" + strings.Repeat("x", 2048), strings.Repeat("x", 2048), false},

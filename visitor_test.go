@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -63,9 +65,95 @@ func TestIsBot(t *testing.T) {
 		{"Go-http-client/1.1", true},
 		{"Mozilla/5.0 (compatible; YandexSpider)", true},
 		{strings.Repeat("x", 10_000) + "bot", false}, // only the first 512 bytes are read
+		// Crawlers the markers alone missed, found by isbot's patterns.
+		{"Mediapartners-Google", true},
+		{"APIs-Google (+https://developers.google.com/webmasters/APIs-Google.html)", true},
+		{"Mozilla/5.0 (compatible; Google-InspectionTool/1.0)", true},
+		{"GoogleOther", true},
+		{"Mozilla/4.5 (compatible; HTTrack 3.0x; Windows 98)", true},
+		{"findlinks/2.0.1 (+http://wortschatz.uni-leipzig.de/findlinks/)", true},
+		{"Mozilla/2.0 (compatible; Ask Jeeves/Teoma)", true},
+		// isbot's lookarounds, translated: browsers that name Google, a camera app, Java.
+		{"Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36 GoogleApp/15.1", false},
+		{"Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36 CamScanner", false},
+		{"Mozilla/5.0 (compatible; MSIE 9.0; Java; Windows NT 6.1)", false},
+		// Cubot is a phone maker: the old marker "bot" took its phones for bots.
+		{"Mozilla/5.0 (Linux; Android 10; Cubot X30) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36", false},
+		{"libhttp/1.0 Google", true},
+		{"Java/1.8.0_151", true},
+		// A pattern anchored at the end is not tried on a cut User-Agent: ^[^ ]{50,}$.
+		{strings.Repeat("x", 60), true},
+		{strings.Repeat("x", 600), false},
 	} {
 		if got := isBot(c.ua); got != c.want {
 			t.Errorf("isBot(%.60q) = %v; want %v", c.ua, got, c.want)
+		}
+	}
+}
+
+// readUserAgents returns the User-Agents of testdata/useragents/name, one a line.
+func readUserAgents(t testing.TB, name string) []string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("testdata", "useragents", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	uas := strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n")
+	if len(uas) < 500 {
+		t.Fatalf("%s: %d User-Agents; want hundreds", name, len(uas))
+	}
+	return uas
+}
+
+// TestIsBotCrawlerRecall checks that isBot finds at least 99% of the real crawler
+// User-Agents of the crawler-user-agents package, a list made apart from isbot's.
+func TestIsBotCrawlerRecall(t *testing.T) {
+	uas := readUserAgents(t, "crawlers.txt")
+	var missed []string
+	for _, ua := range uas {
+		if !isBot(ua) {
+			missed = append(missed, ua)
+		}
+	}
+	recall := float64(len(uas)-len(missed)) / float64(len(uas))
+	t.Logf("recall %d/%d = %.4f", len(uas)-len(missed), len(uas), recall)
+	for _, ua := range missed {
+		t.Logf("missed: %s", ua)
+	}
+	if recall < 0.99 {
+		t.Errorf("recall over crawlers.txt = %.4f; want >= 0.99", recall)
+	}
+}
+
+// TestIsBotBrowsers checks that no real browser User-Agent of the user-agents package
+// is taken for a bot.
+func TestIsBotBrowsers(t *testing.T) {
+	uas := readUserAgents(t, "browsers.txt")
+	fp := 0
+	for _, ua := range uas {
+		if isBot(ua) {
+			fp++
+			t.Errorf("isBot(%q) = true; want false", ua)
+		}
+	}
+	t.Logf("false positives %d/%d", fp, len(uas))
+}
+
+// TestBotPatternsGenerated checks that bots_gen.go is whole: every pattern that needs a
+// regexp has one, and the literals are lower case as isBot compares them.
+func TestBotPatternsGenerated(t *testing.T) {
+	if len(isbotPatterns) < 100 {
+		t.Fatalf("len(isbotPatterns) = %d; want isbot's list of about 200", len(isbotPatterns))
+	}
+	for i, p := range isbotPatterns {
+		if p.exact == (p.re != "") {
+			t.Errorf("isbotPatterns[%d] (%s): exact = %v with re %q", i, p.js, p.exact, p.re)
+		}
+		if p.lit != strings.ToLower(p.lit) {
+			t.Errorf("isbotPatterns[%d] (%s): lit %q is not lower case", i, p.js, p.lit)
+		}
+		if p.exact && p.lit == "" {
+			t.Errorf("isbotPatterns[%d] (%s): exact without a literal", i, p.js)
 		}
 	}
 }
