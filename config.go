@@ -28,6 +28,8 @@ type Config struct {
 	Dedup            DedupConfig    `yaml:"dedup"`
 	IgnoreBots       bool           `yaml:"ignore_bots"`
 	RespectDNT       bool           `yaml:"respect_dnt"`
+	IgnoreVisitors   []string       `yaml:"ignore_visitors"`
+	AllowedReferrers []string       `yaml:"allowed_referrers"`
 	QueueSize        int            `yaml:"queue_size"`
 	Verify           VerifyConfig   `yaml:"verify"`
 	MetricsAddress   string         `yaml:"metrics_address"`
@@ -332,6 +334,12 @@ func (c Config) validate() error {
 	if _, err := parsePrefixes(c.TrustedProxies); err != nil {
 		return bad("trusted_proxies", "%v", err)
 	}
+	if _, err := parsePrefixes(c.IgnoreVisitors); err != nil {
+		return bad("ignore_visitors", "%v", err)
+	}
+	if _, err := parseHosts(c.AllowedReferrers); err != nil {
+		return bad("allowed_referrers", "%v", err)
+	}
 	if c.Dedup.Window < 0 || time.Duration(c.Dedup.Window) > maxDedupWindow {
 		return bad("dedup.window", "must be between 0 and %s", maxDedupWindow)
 	}
@@ -395,6 +403,28 @@ func parsePrefixes(list []string) ([]netip.Prefix, error) {
 			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
 		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// parseHosts reads host names such as www.example.com, or URLs whose host is taken, as
+// lower-case host names without a port.
+func parseHosts(list []string) ([]string, error) {
+	out := make([]string, 0, len(list))
+	for _, s := range list {
+		h := s
+		if strings.Contains(s, "://") {
+			u, err := url.Parse(s)
+			if err != nil || u.Hostname() == "" {
+				return nil, fmt.Errorf("%q is not a host name like www.example.com", s)
+			}
+			h = u.Hostname()
+		}
+		h = strings.ToLower(strings.TrimSuffix(h, "."))
+		if h == "" || strings.ContainsAny(h, "/?#@ ") {
+			return nil, fmt.Errorf("%q is not a host name like www.example.com", s)
+		}
+		out = append(out, h)
 	}
 	return out, nil
 }

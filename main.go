@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -196,6 +197,8 @@ func openStore(ctx context.Context, cfg Config, getenv func(string) string, log 
 func newServer(cfg Config, st *store, image []byte, log *slog.Logger) *server {
 	base, _ := url.Parse(cfg.TrackedBaseURL) // validated by loadConfig
 	trusted, _ := parsePrefixes(cfg.TrustedProxies)
+	ignore, _ := parsePrefixes(cfg.IgnoreVisitors)
+	referrers, _ := parseHosts(cfg.AllowedReferrers)
 	ct, _ := contentType(cfg.ResponseFilename)
 	now := time.Now()
 	return &server{
@@ -205,6 +208,8 @@ func newServer(cfg Config, st *store, image []byte, log *slog.Logger) *server {
 		log:     log,
 		loc:     cfg.location(),
 		trusted: trusted,
+		ignore:  ignore,
+		hosts:   append([]string{strings.ToLower(base.Hostname())}, referrers...),
 		bots:    cfg.IgnoreBots,
 		dnt:     cfg.RespectDNT,
 		site:    base.Host,

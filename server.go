@@ -28,6 +28,10 @@ const (
 	outBot
 	outPrefetch
 	outDNT
+	outHead
+	outNotImage
+	outOtherSite
+	outIgnored
 	outDropped
 	outInvalid
 	outUnknown
@@ -38,7 +42,8 @@ const (
 
 // outcomeNames are the X-OxiTraffic values and the metrics labels of the outcomes.
 var outcomeNames = [numOutcomes]string{
-	"counted", "queued", "duplicate", "bot", "prefetch", "dnt", "dropped",
+	"counted", "queued", "duplicate", "bot", "prefetch", "dnt",
+	"head", "not-image", "other-site", "ignored", "dropped",
 	"invalid", "unknown", "limited", "unavailable",
 }
 
@@ -58,10 +63,12 @@ type server struct {
 	log      *slog.Logger
 	loc      *time.Location
 	trusted  []netip.Prefix
-	bots     bool   // ignore crawlers and prefetches
-	dnt      bool   // respect DNT and Sec-GPC
-	site     string // the tracked website's host, shown on the pages
-	metrics  bool   // serve /metrics on the main listener
+	ignore   []netip.Prefix // visitors never counted: the owner's own addresses
+	hosts    []string       // hosts whose pages may embed the counter: the tracked site's and allowed_referrers
+	bots     bool           // ignore crawlers and prefetches
+	dnt      bool           // respect DNT and Sec-GPC
+	site     string         // the tracked website's host, shown on the pages
+	metrics  bool           // serve /metrics on the main listener
 	image    []byte
 	imageHdr http.Header // headers of the image answer, shared by every answer
 	outcomes [numOutcomes]atomic.Int64
@@ -143,17 +150,32 @@ func (s *server) handleCall(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now()
 	switch {
+	case r.Method == http.MethodHead:
+		// curl -I and link checkers: the image's headers, never a count.
+		s.sendImage(w, outHead)
+		return
 	case s.bots && isBot(r.UserAgent()):
 		s.sendImage(w, outBot)
 		return
 	case s.bots && isPrefetch(r.Header):
 		s.sendImage(w, outPrefetch)
 		return
+	case notImage(r.Header):
+		s.sendImage(w, outNotImage)
+		return
+	case otherSite(r.Header, s.hosts):
+		s.sendImage(w, outOtherSite)
+		return
 	case s.dnt && optedOut(r.Header):
 		s.sendImage(w, outDNT)
 		return
 	}
-	visitor := visitorAddr(r, s.trusted)
+	addr := clientAddr(r, s.trusted)
+	if len(s.ignore) > 0 && isTrusted(addr, s.ignore) {
+		s.sendImage(w, outIgnored)
+		return
+	}
+	visitor := visitorOf(addr)
 	id, err := s.verify.check(r.Context(), path, visitor)
 	switch {
 	case errors.Is(err, errUnknownPath):
