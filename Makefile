@@ -37,9 +37,17 @@ wrk:
 demo: postgres
 	./demo/run.sh
 
+## vet: gofmt, go vet and staticcheck (installed into $(go env GOPATH)/bin where missing).
+STATICCHECK_VERSION ?= v0.8.2
 vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
+	@sc="$$($(GO) env GOPATH)/bin/staticcheck"; \
+		if ! "$$sc" -version 2>/dev/null | grep -qF "($(STATICCHECK_VERSION:v%=%))"; then \
+			echo "installing staticcheck $(STATICCHECK_VERSION)"; \
+			$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) || exit 1; \
+		fi; \
+		echo "staticcheck ./..."; "$$sc" ./...
 
 ## test: vet, every test against a throwaway PostgreSQL, a short fuzz of each parser, and
 ## the browser test where Chromium is installed (`make chromium`).

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -316,7 +317,7 @@ func (c Config) validate() error {
 	if c.DB.Database == "" {
 		return bad("db.database", "must not be empty")
 	}
-	if !contains(sslModes, c.DB.SSLMode) {
+	if !slices.Contains(sslModes, c.DB.SSLMode) {
 		return bad("db.sslmode", "%q is not one of %s", c.DB.SSLMode, strings.Join(sslModes, ", "))
 	}
 	if c.DB.ConnectTimeout <= 0 {
@@ -375,16 +376,6 @@ func splitHostPort(addr string) (host string, port int, err error) {
 		return "", 0, errors.New("the port must be a number from 0 to 65535")
 	}
 	return h, n, nil
-}
-
-// contains reports whether list holds s.
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // parsePrefixes parses CIDRs such as 10.0.0.0/8; a bare address is a single-host prefix.

@@ -3,6 +3,6 @@ module oxitraffic
 go 1.26.8
 
 require (
-	github.com/lib/pq v1.12.3 // indirect
-	gopkg.in/yaml.v3 v3.0.1 // indirect
+	github.com/lib/pq v1.12.3
+	gopkg.in/yaml.v3 v3.0.1
 )

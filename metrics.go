@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"io"
+	"net/http"
 	"strconv"
 	"sync"
 )
@@ -52,4 +54,31 @@ func (h *histogram) write(w io.Writer, name, help string) {
 // writeMetric renders one counter or gauge with its help and type lines.
 func writeMetric(w io.Writer, name, kind, help string, value int64) {
 	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", name, help, name, kind, name, value)
+}
+
+// handleMetrics answers the counters in the Prometheus text exposition format.
+func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	bw := bufio.NewWriter(w)
+	defer bw.Flush()
+	fmt.Fprintf(bw, "# HELP oxitraffic_calls_total /call requests by outcome.\n# TYPE oxitraffic_calls_total counter\n")
+	for o := range numOutcomes {
+		fmt.Fprintf(bw, "oxitraffic_calls_total{outcome=%q} %d\n", outcomeNames[o], s.outcomes[o].Load())
+	}
+	v := s.verify.stats()
+	fmt.Fprintf(bw, "# HELP oxitraffic_verifications_total Checks of new paths against the tracked website by result.\n# TYPE oxitraffic_verifications_total counter\n")
+	for _, c := range []struct {
+		name string
+		n    int64
+	}{{"found", v.found}, {"not_found", v.notFound}, {"failed", v.failed}, {"rate_limited", v.limited}} {
+		fmt.Fprintf(bw, "oxitraffic_verifications_total{result=%q} %d\n", c.name, c.n)
+	}
+	st := s.store.stats()
+	writeMetric(bw, "oxitraffic_calls_written_total", "counter", "Calls committed to PostgreSQL.", st.written)
+	writeMetric(bw, "oxitraffic_calls_lost_total", "counter", "Calls lost because the queue was full.", st.lost)
+	writeMetric(bw, "oxitraffic_queue_length", "gauge", "Calls waiting to be written.", int64(st.queued))
+	writeMetric(bw, "oxitraffic_dedup_entries", "gauge", "Remembered (visitor, path) hashes.", int64(s.dedup.len()))
+	st.batchSize.write(bw, "oxitraffic_write_batch_size", "Calls per written batch.")
+	st.writeTime.write(bw, "oxitraffic_write_seconds", "Time to write one batch.")
 }

@@ -89,6 +89,16 @@ func newVerifier(base *url.URL, cfg VerifyConfig, s *store, log *slog.Logger) *v
 	return v
 }
 
+// verifyStats are the verifier's counters that /metrics shows.
+type verifyStats struct {
+	found, notFound, failed, limited int64
+}
+
+// stats returns the verifier's counters.
+func (v *verifier) stats() verifyStats {
+	return verifyStats{v.found.Load(), v.notFound.Load(), v.failed.Load(), v.limited.Load()}
+}
+
 // check returns the id of path: at once when it is known, else after checking it against
 // the tracked website and storing it. The visitor's address is used only through a keyed
 // hash, for its check budget.
