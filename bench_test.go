@@ -23,7 +23,7 @@ func newBenchServer(b *testing.B) (http.Handler, *server) {
 	if err := applySchema(context.Background(), db); err != nil {
 		b.Fatal(err)
 	}
-	s, err := newStore(context.Background(), db, db, db, cfg.QueueSize, 0, discardLog())
+	s, err := newStore(context.Background(), db, db, db, cfg.QueueSize, time.UTC, discardLog())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func bigHandler(b *testing.B) http.Handler {
 				return
 			}
 		}
-		if bigData.err = syncRollups(ctx, db, 0, func() {}, discardLog()); bigData.err != nil {
+		if bigData.err = syncRollups(ctx, db, time.UTC, func() {}, discardLog()); bigData.err != nil {
 			return
 		}
 		if _, bigData.err = db.Exec("VACUUM ANALYZE"); bigData.err != nil {
@@ -135,7 +135,11 @@ func bigHandler(b *testing.B) http.Handler {
 		}
 		cfg := defaultConfig()
 		cfg.ResponseFilename, cfg.TrackedBaseURL = "pixel.gif", "http://127.0.0.1:1"
-		s, err := newStore(ctx, db, db, db, cfg.QueueSize, 0, discardLog())
+		cfg.DB.Host, cfg.DB.Port, cfg.DB.Username, cfg.DB.Database = "unused", 5432, "unused", "unused"
+		if bigData.err = cfg.validate(); bigData.err != nil {
+			return
+		}
+		s, err := newStore(ctx, db, db, db, cfg.QueueSize, time.UTC, discardLog())
 		if err != nil {
 			bigData.err = err
 			return

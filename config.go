@@ -35,6 +35,19 @@ type Config struct {
 	Verify           VerifyConfig   `yaml:"verify"`
 	MetricsAddress   string         `yaml:"metrics_address"`
 	Shutdown         ShutdownConfig `yaml:"shutdown"`
+
+	// parsed holds what validate parsed; it is not a key.
+	parsed parsedConfig
+}
+
+// parsedConfig is the part of a Config that validate parsed, ready for use.
+type parsedConfig struct {
+	base        *url.URL       // tracked_base_url
+	contentType string         // of response_filename
+	trusted     []netip.Prefix // trusted_proxies
+	ignore      []netip.Prefix // ignore_visitors
+	referrers   []string       // allowed_referrers, as lower-case host names
+	loc         *time.Location // utc_offset
 }
 
 // DBConfig is how to reach PostgreSQL.
@@ -165,11 +178,11 @@ func isLeaf(t reflect.Type) bool {
 	return t.Kind() != reflect.Struct
 }
 
-// fieldByKey finds the struct field whose yaml tag is key.
+// fieldByKey finds the exported struct field whose yaml tag is key.
 func fieldByKey(v reflect.Value, key string) (reflect.Value, bool) {
 	t := v.Type()
 	for i := range t.NumField() {
-		if t.Field(i).Tag.Get("yaml") == key {
+		if t.Field(i).IsExported() && t.Field(i).Tag.Get("yaml") == key {
 			return v.Field(i), true
 		}
 	}
@@ -215,6 +228,9 @@ func envName(key string) string {
 func applyEnv(v reflect.Value, prefix string, getenv func(string) string, set map[string]bool) error {
 	t := v.Type()
 	for i := range t.NumField() {
+		if !t.Field(i).IsExported() {
+			continue
+		}
 		key := prefix + t.Field(i).Tag.Get("yaml")
 		f := v.Field(i)
 		if !isLeaf(f.Type()) {
@@ -282,8 +298,10 @@ var sslModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "v
 // maxDedupWindow is the longest dedup.window; entries store seconds in 32 bits.
 const maxDedupWindow = 365 * 24 * time.Hour
 
-// validate checks every value and names the key of the first one that is wrong.
-func (c Config) validate() error {
+// validate checks every value and names the key of the first one that is wrong; it keeps
+// what it parsed in c.parsed.
+func (c *Config) validate() error {
+	var p parsedConfig
 	bad := func(key, format string, args ...any) error {
 		return fmt.Errorf("config key %s: "+format, append([]any{key}, args...)...)
 	}
@@ -298,13 +316,16 @@ func (c Config) validate() error {
 	if c.ResponseFilename == "" || strings.ContainsAny(c.ResponseFilename, `/\`) {
 		return bad("response_filename", "%q must be the name of a file in the data folder", c.ResponseFilename)
 	}
-	if _, err := contentType(c.ResponseFilename); err != nil {
+	ct, err := contentType(c.ResponseFilename)
+	if err != nil {
 		return bad("response_filename", "%v", err)
 	}
+	p.contentType = ct
 	u, err := url.Parse(c.TrackedBaseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return bad("tracked_base_url", "%q is not an http:// or https:// URL of a website", c.TrackedBaseURL)
 	}
+	p.base = u
 	if c.DB.Host == "" {
 		return bad("db.host", "must not be empty")
 	}
@@ -332,13 +353,15 @@ func (c Config) validate() error {
 	if c.UTCOffset.Hours*c.UTCOffset.Minutes < 0 {
 		return bad("utc_offset.minutes", "%d must have the same sign as utc_offset.hours (%d)", c.UTCOffset.Minutes, c.UTCOffset.Hours)
 	}
-	if _, err := parsePrefixes(c.TrustedProxies); err != nil {
+	secs := c.UTCOffset.Hours*3600 + c.UTCOffset.Minutes*60
+	p.loc = time.FixedZone(formatOffset(secs), secs)
+	if p.trusted, err = parsePrefixes(c.TrustedProxies); err != nil {
 		return bad("trusted_proxies", "%v", err)
 	}
-	if _, err := parsePrefixes(c.IgnoreVisitors); err != nil {
+	if p.ignore, err = parsePrefixes(c.IgnoreVisitors); err != nil {
 		return bad("ignore_visitors", "%v", err)
 	}
-	if _, err := parseHosts(c.AllowedReferrers); err != nil {
+	if p.referrers, err = parseHosts(c.AllowedReferrers); err != nil {
 		return bad("allowed_referrers", "%v", err)
 	}
 	if c.Dedup.Window < 0 || time.Duration(c.Dedup.Window) > maxDedupWindow {
@@ -362,6 +385,7 @@ func (c Config) validate() error {
 	if c.Shutdown.Timeout <= 0 {
 		return bad("shutdown.timeout", "must be positive")
 	}
+	c.parsed = p
 	return nil
 }
 
@@ -418,17 +442,6 @@ func parseHosts(list []string) ([]string, error) {
 		out = append(out, h)
 	}
 	return out, nil
-}
-
-// offsetSeconds returns the configured UTC offset in seconds.
-func (c Config) offsetSeconds() int {
-	return c.UTCOffset.Hours*3600 + c.UTCOffset.Minutes*60
-}
-
-// location returns the configured UTC offset as a time zone.
-func (c Config) location() *time.Location {
-	secs := c.offsetSeconds()
-	return time.FixedZone(formatOffset(secs), secs)
 }
 
 // formatOffset renders an offset in seconds as +05:30.

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -167,12 +166,11 @@ func openStore(ctx context.Context, cfg Config, getenv func(string) string, log 
 	if err := applySchema(ctx, startDB); err != nil {
 		return nil, err
 	}
-	offset := cfg.offsetSeconds()
 	progress := func() {
 		// Each message gives the start this much more time from now on.
 		sdNotify(getenv, fmt.Sprintf("EXTEND_TIMEOUT_USEC=%d", (3*progressEvery).Microseconds()))
 	}
-	if err := syncRollups(ctx, startDB, offset, progress, log); err != nil {
+	if err := syncRollups(ctx, startDB, cfg.parsed.loc, progress, log); err != nil {
 		return nil, err
 	}
 	readDB, err := openDB(ctx, cfg.DB, readPool, log)
@@ -184,7 +182,7 @@ func openStore(ctx context.Context, cfg Config, getenv func(string) string, log 
 		readDB.Close()
 		return nil, err
 	}
-	st, err := newStore(ctx, startDB, readDB, writeDB, cfg.QueueSize, offset, log)
+	st, err := newStore(ctx, startDB, readDB, writeDB, cfg.QueueSize, cfg.parsed.loc, log)
 	if err != nil {
 		readDB.Close()
 		writeDB.Close()
@@ -193,30 +191,25 @@ func openStore(ctx context.Context, cfg Config, getenv func(string) string, log 
 	return st, nil
 }
 
-// newServer builds the handlers' state from the configuration.
+// newServer builds the handlers' state from the configuration that loadConfig parsed.
 func newServer(cfg Config, st *store, image []byte, log *slog.Logger) *server {
-	base, _ := url.Parse(cfg.TrackedBaseURL) // validated by loadConfig
-	trusted, _ := parsePrefixes(cfg.TrustedProxies)
-	ignore, _ := parsePrefixes(cfg.IgnoreVisitors)
-	referrers, _ := parseHosts(cfg.AllowedReferrers)
-	ct, _ := contentType(cfg.ResponseFilename)
-	now := time.Now()
+	p := cfg.parsed
 	return &server{
 		store:   st,
-		verify:  newVerifier(base, cfg.Verify, st, log),
-		dedup:   newDedupSet(time.Duration(cfg.Dedup.Window), cfg.Dedup.MaxEntries, now),
+		verify:  newVerifier(p.base, cfg.Verify, st, log),
+		dedup:   newDedupSet(time.Duration(cfg.Dedup.Window), cfg.Dedup.MaxEntries, time.Now()),
 		log:     log,
-		loc:     cfg.location(),
-		trusted: trusted,
-		ignore:  ignore,
-		hosts:   append([]string{strings.ToLower(base.Hostname())}, referrers...),
+		loc:     p.loc,
+		trusted: p.trusted,
+		ignore:  p.ignore,
+		hosts:   append([]string{strings.ToLower(p.base.Hostname())}, p.referrers...),
 		bots:    cfg.IgnoreBots,
 		dnt:     cfg.RespectDNT,
-		site:    base.Host,
+		site:    p.base.Host,
 		metrics: cfg.MetricsAddress == "",
 		image:   image,
 		imageHdr: http.Header{
-			"Content-Type":           {ct},
+			"Content-Type":           {p.contentType},
 			"Cache-Control":          {"private, max-age=86400"},
 			"X-Content-Type-Options": {"nosniff"},
 		},

@@ -251,11 +251,11 @@ func (s *server) readPlot(ctx context.Context, path string, days int, unit bucke
 	if total == 0 {
 		return data, nil
 	}
-	buckets, err := rd.buckets(id, unit, tr, s.loc)
+	buckets, err := rd.buckets(id, unit, tr)
 	if err != nil {
 		return plotRead{}, err
 	}
-	before, err := rd.countBefore(id, tr.from, s.loc)
+	before, err := rd.countBefore(id, tr.from)
 	if err != nil {
 		return plotRead{}, err
 	}

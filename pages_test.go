@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // addCalls stores calls of path at the given RFC 3339 times directly, and rebuilds the
@@ -27,7 +28,7 @@ func (d *daemon) addCalls(t *testing.T, path string, offset int, times ...string
 		t.Fatalf("GET /dashboard/ = %d", status)
 	}
 	execAll(t, d.db, "DELETE FROM oxitraffic_meta WHERE key = 'rollup_version'")
-	if err := syncRollups(context.Background(), d.db, offset, func() {}, discardLog()); err != nil {
+	if err := syncRollups(context.Background(), d.db, time.FixedZone("", offset), func() {}, discardLog()); err != nil {
 		t.Fatal(err)
 	}
 }

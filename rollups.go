@@ -220,7 +220,8 @@ type startProgress func()
 // original OxiTraffic), made another way, or made for another UTC offset, they are rebuilt
 // from calls, while progress is called every few seconds; otherwise the journal rows left
 // by a daemon that stopped without flushing (a crash) are added to them.
-func syncRollups(ctx context.Context, db *sql.DB, offset int, progress startProgress, log *slog.Logger) error {
+func syncRollups(ctx context.Context, db *sql.DB, loc *time.Location, progress startProgress, log *slog.Logger) error {
+	offset := zoneSeconds(loc)
 	ctx, cancel := context.WithTimeout(ctx, 6*time.Hour)
 	defer cancel()
 	tx, err := db.BeginTx(ctx, nil)
@@ -332,6 +333,12 @@ func rebuildRollups(ctx context.Context, tx *sql.Tx, offset int, progress startP
 
 // progressEvery is how often a long start tells systemd that it is still starting.
 const progressEvery = 10 * time.Second
+
+// zoneSeconds returns the offset of a fixed time zone in seconds east of UTC.
+func zoneSeconds(loc *time.Location) int {
+	_, secs := time.Unix(0, 0).In(loc).Zone()
+	return secs
+}
 
 // offsetInterval renders an offset in seconds as a PostgreSQL interval.
 func offsetInterval(secs int) string {

@@ -442,7 +442,7 @@ func (s *server) readBuckets(ctx context.Context, path string, unit bucketUnit, 
 	if err != nil {
 		return nil, err
 	}
-	return rd.buckets(id, unit, tr, s.loc)
+	return rd.buckets(id, unit, tr)
 }
 
 // The bounds of from= and to=.

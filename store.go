@@ -62,10 +62,10 @@ func applySchema(ctx context.Context, db *sql.DB) error {
 // number of calls, so that /call and /api/counts need no query. The numbers are raised
 // after each COMMIT, before the calls are acknowledged.
 type store struct {
-	db     *sql.DB // the read pool
-	w      *writer
-	offset int // the UTC offset in seconds
-	reads  chan struct{}
+	db    *sql.DB // the read pool
+	w     *writer
+	loc   *time.Location // the configured UTC offset, at which days and buckets start
+	reads chan struct{}
 
 	mu     sync.RWMutex
 	paths  map[string]int32
@@ -73,9 +73,9 @@ type store struct {
 }
 
 // newStore loads the known paths through startDB, and starts the call writer on its own
-// pool writeDB; reads use readDB. offset is the configured UTC offset in seconds.
-func newStore(ctx context.Context, startDB, readDB, writeDB *sql.DB, queueSize, offset int, log *slog.Logger) (*store, error) {
-	s := &store{db: readDB, paths: map[string]int32{}, totals: map[int32]int64{}, offset: offset, reads: make(chan struct{}, maxReads)}
+// pool writeDB; reads use readDB. loc is the configured UTC offset.
+func newStore(ctx context.Context, startDB, readDB, writeDB *sql.DB, queueSize int, loc *time.Location, log *slog.Logger) (*store, error) {
+	s := &store{db: readDB, paths: map[string]int32{}, totals: map[int32]int64{}, loc: loc, reads: make(chan struct{}, maxReads)}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	rows, err := startDB.QueryContext(ctx, "SELECT p.id, p.path, coalesce(c.count, 0) FROM paths p LEFT JOIN path_counts c ON c.path_id = p.id")
@@ -95,7 +95,7 @@ func newStore(ctx context.Context, startDB, readDB, writeDB *sql.DB, queueSize, 
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("load paths: %w", err)
 	}
-	if s.w, err = newWriter(ctx, writeDB, queueSize, offset, s.committed, log); err != nil {
+	if s.w, err = newWriter(ctx, writeDB, queueSize, loc, s.committed, log); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -405,7 +405,8 @@ const bucketsFromCalls = `
 // span closes the open ends of a range of a path's history: an open start is the start of
 // the bucket of the first call in the range, an open end the end of the bucket of the last.
 // ok is false when an open range holds no call.
-func (r *reader) span(id int32, unit bucketUnit, tr timeRange, loc *time.Location) (timeRange, bool, error) {
+func (r *reader) span(id int32, unit bucketUnit, tr timeRange) (timeRange, bool, error) {
+	loc := r.s.loc
 	if !tr.from.IsZero() && !tr.to.IsZero() {
 		return tr, true, nil
 	}
@@ -432,8 +433,9 @@ func (r *reader) span(id int32, unit bucketUnit, tr timeRange, loc *time.Locatio
 // buckets returns the calls of a path per unit at the configured offset, empty buckets
 // included, over the range; an open end is the day of the path's first or last call. A
 // range of more than maxBuckets buckets is refused with errBadRequest before any bucket is read.
-func (r *reader) buckets(id int32, unit bucketUnit, tr timeRange, loc *time.Location) ([]bucket, error) {
-	tr, ok, err := r.span(id, unit, tr, loc)
+func (r *reader) buckets(id int32, unit bucketUnit, tr timeRange) ([]bucket, error) {
+	loc := r.s.loc
+	tr, ok, err := r.span(id, unit, tr)
 	if err != nil {
 		return nil, err
 	}
@@ -445,7 +447,7 @@ func (r *reader) buckets(id int32, unit bucketUnit, tr timeRange, loc *time.Loca
 	}
 	query, args := bucketsFromRollup, []any{id, unit.name, localTime(tr.from, loc), localTime(tr.to, loc)}
 	if unit.name == "hour" || !isMidnight(tr.from, loc) || !isMidnight(tr.to, loc) {
-		query, args = bucketsFromCalls, append(args, offsetInterval(r.s.offset))
+		query, args = bucketsFromCalls, append(args, offsetInterval(zoneSeconds(r.s.loc)))
 	} else if err := r.fresh(); err != nil {
 		return nil, err
 	}
@@ -482,8 +484,9 @@ func isMidnight(t time.Time, loc *time.Location) bool {
 	return t.Hour() == 0 && t.Minute() == 0 && t.Second() == 0 && t.Nanosecond() == 0
 }
 
-// countBefore returns how many calls of path were made before the start of day at loc.
-func (r *reader) countBefore(id int32, day time.Time, loc *time.Location) (int64, error) {
+// countBefore returns how many calls of path were made before the start of day at the offset.
+func (r *reader) countBefore(id int32, day time.Time) (int64, error) {
+	loc := r.s.loc
 	if err := r.fresh(); err != nil {
 		return 0, err
 	}

@@ -68,7 +68,7 @@ func TestRollupsFollowTheOffset(t *testing.T) {
 		offset int
 		day    string
 	}{{0, "2024-01-04"}, {3600, "2024-01-05"}, {-3600, "2024-01-04"}} {
-		if err := syncRollups(context.Background(), db, c.offset, func() {}, discardLog()); err != nil {
+		if err := syncRollups(context.Background(), db, time.FixedZone("", c.offset), func() {}, discardLog()); err != nil {
 			t.Fatal(err)
 		}
 		var day string
@@ -93,7 +93,7 @@ func TestRollupsAddUpLikeARebuild(t *testing.T) {
 			t.Fatal(err)
 		}
 		execAll(t, db, "INSERT INTO paths (path) VALUES ('blog'), ('about')")
-		s, err := newStore(ctx, db, db, db, 100, offset, discardLog())
+		s, err := newStore(ctx, db, db, db, 100, time.FixedZone("", offset), discardLog())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -112,7 +112,7 @@ func TestRollupsAddUpLikeARebuild(t *testing.T) {
 		}
 		written := rollupRows(t, db)
 		execAll(t, db, "DELETE FROM oxitraffic_meta")
-		if err := syncRollups(ctx, db, offset, func() {}, discardLog()); err != nil {
+		if err := syncRollups(ctx, db, time.FixedZone("", offset), func() {}, discardLog()); err != nil {
 			t.Fatal(err)
 		}
 		if rebuilt := rollupRows(t, db); written != rebuilt {
@@ -185,7 +185,7 @@ func TestStartAddsTheJournalThatACrashLeft(t *testing.T) {
 		"INSERT INTO paths (path) VALUES ('blog'), ('about')",
 		"INSERT INTO calls (path_id, timestamp) VALUES (1, '2024-01-01T10:00:00Z'), (1, '2024-01-02T10:00:00Z'), (2, '2024-01-02T11:00:00Z')",
 	)
-	if err := syncRollups(ctx, db, 0, func() {}, discardLog()); err != nil {
+	if err := syncRollups(ctx, db, time.UTC, func() {}, discardLog()); err != nil {
 		t.Fatal(err)
 	}
 	// Two batches of blog written with their journal rows but not added to the rollups, as
@@ -197,7 +197,7 @@ func TestStartAddsTheJournalThatACrashLeft(t *testing.T) {
 		"UPDATE path_counts SET first_call = '2000-01-01T00:00:00Z' WHERE path_id = 2",
 	)
 	var log syncBuffer
-	if err := syncRollups(ctx, db, 0, func() {}, slog.New(slog.NewTextHandler(&log, nil))); err != nil {
+	if err := syncRollups(ctx, db, time.UTC, func() {}, slog.New(slog.NewTextHandler(&log, nil))); err != nil {
 		t.Fatal(err)
 	}
 	want := "1 2024-01-01 1\n1 2024-01-02 2\n1 2024-01-03 1\n2 2024-01-02 1\n" +

@@ -105,10 +105,10 @@ const insertCallsSQL = `
 	WHERE EXISTS (SELECT 1 FROM mark)`
 
 // newWriter prepares its statements on db, which must be the writer's own pool, and starts
-// the writer goroutine with a queue of at most max calls; offset is the UTC offset in
-// seconds. committed is called with the calls of each batch after its COMMIT, before they
+// the writer goroutine with a queue of at most max calls; loc is the UTC offset, at which
+// the days of daily_calls start. committed is called with the calls of each batch after its COMMIT, before they
 // are acknowledged.
-func newWriter(ctx context.Context, db *sql.DB, max, offset int, committed func([]pendingCall), log *slog.Logger) (*writer, error) {
+func newWriter(ctx context.Context, db *sql.DB, max int, loc *time.Location, committed func([]pendingCall), log *slog.Logger) (*writer, error) {
 	insert, err := db.PrepareContext(ctx, insertCallsSQL)
 	if err != nil {
 		return nil, fmt.Errorf("prepare insert: %w", err)
@@ -123,7 +123,7 @@ func newWriter(ctx context.Context, db *sql.DB, max, offset int, committed func(
 	daemon := int64(binary.LittleEndian.Uint64(key[:]) >> 1)
 	w := &writer{
 		db: db, log: log, max: max, insert: insert, daemon: daemon,
-		roll:       rollups{stmt: flush, log: log, daemon: daemon, offset: int64(offset), rolled: time.Now()},
+		roll:       rollups{stmt: flush, log: log, daemon: daemon, offset: int64(zoneSeconds(loc)), rolled: time.Now()},
 		committed:  committed,
 		lastDB:     time.Now(),
 		rollupReqs: make(chan chan error),
