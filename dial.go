@@ -111,23 +111,29 @@ func (d deadlineDialer) DialContext(ctx context.Context, network, address string
 	return &deadlineConn{Conn: c, timeout: d.timeout}, nil
 }
 
-// deadlineConn fails any read or write that does not finish within timeout.
+// deadlineConn bounds each exchange with PostgreSQL by timeout: a write (lib/pq sends a
+// query in one) sets the deadline of the write and of the reads of its answer, so that an
+// answer that trickles in cannot extend it. A deadline that lib/pq set itself (the connect
+// timeout during the start-up) wins when it is earlier.
 type deadlineConn struct {
 	net.Conn
 	timeout time.Duration
+	own     time.Time // the deadline lib/pq set, zero when none
 }
 
-// Read reads within the timeout.
-func (c *deadlineConn) Read(p []byte) (int, error) {
-	if err := c.Conn.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
-		return 0, err
-	}
-	return c.Conn.Read(p)
+// SetDeadline records lib/pq's own deadline and sets it.
+func (c *deadlineConn) SetDeadline(t time.Time) error {
+	c.own = t
+	return c.Conn.SetDeadline(t)
 }
 
-// Write writes within the timeout.
+// Write writes, and sets the deadline of this exchange.
 func (c *deadlineConn) Write(p []byte) (int, error) {
-	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+	d := time.Now().Add(c.timeout)
+	if !c.own.IsZero() && c.own.Before(d) {
+		d = c.own
+	}
+	if err := c.Conn.SetDeadline(d); err != nil {
 		return 0, err
 	}
 	return c.Conn.Write(p)

@@ -104,17 +104,31 @@ func TestLostCommitAnswersWriteNoDuplicate(t *testing.T) {
 		t.Fatalf("first call = %q; want counted", resp.Header.Get("X-OxiTraffic"))
 	}
 
-	// The answer to a batch's INSERT, then to the rollup flush that follows a second later
-	// when no call comes, then any six answers under load.
+	// The answer to a batch's INSERT; then three, so that database/sql's own retries fail
+	// too and the writer sends the batch again later, while new calls come; then the
+	// answer to the rollup flush that follows a second later when no call comes; then any
+	// six answers under load.
+	var acknowledged atomic.Int64
 	proxy.cuts.Store(1)
 	if got := d.call(t, "/blog", "203.0.113.2").Header.Get("X-OxiTraffic"); got != "counted" && got != "queued" {
 		t.Errorf("call whose COMMIT answer was cut = %q; want counted or queued", got)
 	}
+	acknowledged.Add(1)
+	proxy.cuts.Store(3)
+	concurrently(6, func(i int) {
+		time.Sleep(time.Duration(i) * 20 * time.Millisecond)
+		if h := d.call(t, "/blog", fmt.Sprintf("203.0.113.%d", 10+i)).Header.Get("X-OxiTraffic"); h == "counted" || h == "queued" {
+			acknowledged.Add(1)
+		}
+	})
+	waitFor(t, 10*time.Second, "the batch to be sent again", func() bool { return d.queueEmpty(t) })
 	proxy.cuts.Store(1)
-	waitFor(t, 10*time.Second, "a rollup flush to be cut", func() bool { return proxy.cut.Load() == 2 })
+	before := proxy.cut.Load()
+	waitFor(t, 10*time.Second, "a rollup flush to be cut and sent again", func() bool {
+		logs, _ := os.ReadFile(filepath.Join(d.dataDir, logFileName))
+		return proxy.cut.Load() == before+1 && strings.Contains(string(logs), "had committed: not added again")
+	})
 	proxy.cuts.Store(6)
-	var acknowledged atomic.Int64
-	acknowledged.Store(1)
 	concurrently(8, func(i int) {
 		for j := range 40 {
 			resp := d.call(t, "/blog", fmt.Sprintf("198.51.%d.%d", i, j))
@@ -285,6 +299,9 @@ func TestEveryRangeIsBounded(t *testing.T) {
 		{"/api/history/blog?from=10000-01-01", 400},
 		{"/api/history/blog?by=minute", 400},
 		{"/api/history/blog?after=x", 400},
+		{"/api/history/blog?after=0.49999999", 400},
+		{"/api/history/blog?after=-99999999999999999.0", 400},
+		{"/api/history/blog?after=1704103200000000.0", 200},
 		{"/api/history/about?by=day", 400},
 		{"/api/history/about?by=month", 400},
 		{"/api/history/blog?by=month", 200},

@@ -163,12 +163,16 @@ func openStore(ctx context.Context, cfg Config, getenv func(string) string, log 
 		return nil, err
 	}
 	defer startDB.Close()
-	if err := applySchema(ctx, startDB); err != nil {
-		return nil, err
-	}
 	progress := func() {
 		// Each message gives the start this much more time from now on.
 		sdNotify(getenv, fmt.Sprintf("EXTEND_TIMEOUT_USEC=%d", (3*progressEvery).Microseconds()))
+	}
+	// On a large database of the original, the schema builds an index.
+	stop := whileRunning(progress)
+	err = applySchema(ctx, startDB)
+	stop()
+	if err != nil {
+		return nil, err
 	}
 	if err := syncRollups(ctx, startDB, cfg.parsed.loc, progress, log); err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"math"
 	"database/sql"
 	"fmt"
 	"log/slog"
@@ -14,10 +15,14 @@ import (
 // The rollups (path_counts and daily_calls) are not written with the calls: adding every
 // batch to them cost PostgreSQL more than inserting it. Instead each batch of calls is
 // written together with a journal row (oxitraffic_writes) that holds what the batch adds to
-// the rollups. The writer sums written batches in memory and, in one statement, adds the
-// sum to the rollups and deletes the journal rows of those batches. What a crash leaves
-// behind is exactly the journal rows not yet deleted: the next start adds them, at a cost
-// proportional to the calls of the last second, not to the history.
+// the rollups. About once a second the writer marks the journal rows that are not yet in
+// the rollups as rolled and adds what those rows hold to the rollups, in one statement: what
+// is added is what that statement marked, so a flush sent again after a lost answer, or
+// two daemons rolling the same rows, add each batch once. What a crash leaves behind is
+// exactly the rows not yet rolled: the next start, or any running daemon ten seconds later,
+// rolls them, at a cost proportional to the calls of the last second, not to the history.
+// Rolled rows stay until their writer knows the fate of every earlier batch, so that a
+// batch sent again after a lost answer still finds its row.
 
 // rollupVersion names the way the rollups are kept; another value in oxitraffic_meta
 // (or none: a database of the original OxiTraffic) makes the start rebuild them.
@@ -36,8 +41,8 @@ type pathDay struct{ pathID, day int64 }
 // pathTotal is a number of calls and the first of them, in microseconds since the epoch.
 type pathTotal struct{ count, first int64 }
 
-// deltaArrays is a rollupDelta as the six arrays of the rollup statements: path ids, days
-// and counts for daily_calls; path ids, counts and first calls for path_counts.
+// deltaArrays is a rollupDelta as the six arrays of a journal row: path ids, days and
+// counts for daily_calls; path ids, counts and first calls for path_counts.
 type deltaArrays struct {
 	dp, dd, dn, pp, pn, pf []int64
 }
@@ -48,17 +53,6 @@ func (d *rollupDelta) addCalls(calls []pendingCall, offset int64) {
 	for _, c := range calls {
 		d.days[pathDay{c.pathID, floorDiv(c.micros+offset*1e6, 86_400e6)}]++
 		d.addPath(c.pathID, 1, c.micros)
-	}
-}
-
-// addArrays sums a delta given as arrays into d.
-func (d *rollupDelta) addArrays(a deltaArrays) {
-	d.init()
-	for i := range a.dp {
-		d.days[pathDay{a.dp[i], a.dd[i]}] += a.dn[i]
-	}
-	for i := range a.pp {
-		d.addPath(a.pp[i], a.pn[i], a.pf[i])
 	}
 }
 
@@ -79,11 +73,6 @@ func (d *rollupDelta) addPath(id, n, first int64) {
 	d.paths[id] = t
 }
 
-// empty reports whether the delta adds nothing.
-func (d *rollupDelta) empty() bool {
-	return len(d.paths) == 0
-}
-
 // arrays returns the delta as the arrays of the rollup statements.
 func (d *rollupDelta) arrays() deltaArrays {
 	a := deltaArrays{
@@ -99,11 +88,6 @@ func (d *rollupDelta) arrays() deltaArrays {
 	return a
 }
 
-// args returns the arrays as statement arguments, in the order $1 to $6.
-func (a deltaArrays) args() []any {
-	return []any{pq.Array(a.dp), pq.Array(a.dd), pq.Array(a.dn), pq.Array(a.pp), pq.Array(a.pn), pq.Array(a.pf)}
-}
-
 // floorDiv is a / b rounded down.
 func floorDiv(a, b int64) int64 {
 	q := a / b
@@ -113,68 +97,56 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
-// addToRollups is the part of a rollup statement that adds the arrays $1 to $6 (see
-// deltaArrays) to the rollups, when the CTE named by its caller's condition allows.
-const addToRollups = `
-	days AS (
+// rollJournalSQL marks journal rows as rolled and adds what they hold to the rollups, in
+// one statement: the rows of this daemon ($1) with the sequence numbers $2, and any row
+// that is still not rolled ten seconds after it was written (a crashed daemon's, or one
+// whose writer lost the answer and has not sent it again yet). It also deletes this
+// daemon's rolled rows below $3, the lowest sequence number whose batch may still be sent
+// again. The start check runs it with $1 = 0 and an age of zero: every row.
+const rollJournalSQL = `
+	WITH r AS (
+		UPDATE oxitraffic_writes SET rolled = true
+		WHERE NOT rolled AND ((daemon = $1 AND seq = ANY($2::int8[])) OR at <= now() - $4::interval)
+		RETURNING dp, dd, dn, pp, pn, pf
+	), days AS (
 		INSERT INTO daily_calls (path_id, day, count)
-		SELECT p, date '1970-01-01' + d::int4, n FROM unnest($1::int8[], $2::int8[], $3::int8[]) AS u (p, d, n)
-		WHERE %[1]s
+		SELECT p, date '1970-01-01' + d::int4, sum(n) FROM r, unnest(r.dp, r.dd, r.dn) AS u (p, d, n) GROUP BY 1, 2
 		ON CONFLICT (path_id, day) DO UPDATE SET count = daily_calls.count + EXCLUDED.count
+	), done AS (
+		DELETE FROM oxitraffic_writes WHERE daemon = $1 AND rolled AND seq < $3
 	)
 	INSERT INTO path_counts (path_id, count, first_call)
-	SELECT p, n, 'epoch'::timestamptz + f * interval '1 microsecond' FROM unnest($4::int8[], $5::int8[], $6::int8[]) AS u (p, n, f)
-	WHERE %[1]s
+	SELECT p, sum(n), 'epoch'::timestamptz + min(f) * interval '1 microsecond' FROM r, unnest(r.pp, r.pn, r.pf) AS u (p, n, f) GROUP BY 1
 	ON CONFLICT (path_id) DO UPDATE SET
 		count = path_counts.count + EXCLUDED.count,
 		first_call = least(path_counts.first_call, EXCLUDED.first_call)`
 
-// flushRollupsSQL adds a delta to the rollups and deletes the journal rows of the batches
-// it sums ($7 the daemon, $8 their sequence numbers), in one statement. Only when it
-// deleted them does it add anything: a retry of a flush whose COMMIT was lost on the way
-// back (or that runs while that flush still commits) finds them gone and adds nothing.
-var flushRollupsSQL = `
-	WITH gone AS (
-		DELETE FROM oxitraffic_writes WHERE daemon = $7 AND seq = ANY($8::int8[]) RETURNING 1
-	),` + fmt.Sprintf(addToRollups, "EXISTS (SELECT 1 FROM gone)")
+// orphanAge is how long a journal row may wait for its own writer before any daemon rolls it.
+const orphanAge = "10 seconds"
 
-// replayRollupsSQL adds a delta to the rollups unconditionally, for the start check.
-var replayRollupsSQL = "WITH" + fmt.Sprintf(addToRollups, "true")
-
-// pendingFlush is a sum of written batches on its way into the rollups: the delta and the
-// sequence numbers of the batches' journal rows. Until it is confirmed it is sent again
-// exactly as it was, so that a lost answer never adds it twice.
-type pendingFlush struct {
-	delta rollupDelta
-	seqs  []int64
-}
-
-// rollups is the writer's state of the rollups: batches written since the last flush, a
-// flush that was sent but not confirmed, and when to flush next. Only the writer goroutine
-// uses it.
+// rollups is the writer's state of the rollups: the sequence numbers of the batches written
+// since the last flush, and when to flush next. Only the writer goroutine uses it.
 type rollups struct {
 	stmt    *sql.Stmt
 	log     *slog.Logger
 	daemon  int64
-	offset  int64 // the UTC offset in seconds, for the days of daily_calls
-	pending pendingFlush
-	sent    pendingFlush // non-empty while a flush awaits confirmation
-	rolled  time.Time    // when the rollups were last written
-	retry   time.Time    // when a failed flush may be tried again
+	offset  int64   // the UTC offset in seconds, for the days of daily_calls
+	pending []int64 // sequence numbers of written batches not yet rolled
+	rolled  time.Time
+	retry   time.Time // when a failed flush may be tried again
 }
 
 // rollupEvery is how long the rollups may lag behind the calls, for reads that do not ask.
 const rollupEvery = time.Second
 
 // written records a batch that was committed, with its journal row's sequence number.
-func (r *rollups) written(calls []pendingCall, seq int64) {
-	r.pending.delta.addCalls(calls, r.offset)
-	r.pending.seqs = append(r.pending.seqs, seq)
+func (r *rollups) written(seq int64) {
+	r.pending = append(r.pending, seq)
 }
 
 // idle reports whether every written batch is in the rollups.
 func (r *rollups) idle() bool {
-	return r.pending.delta.empty() && r.sent.delta.empty()
+	return len(r.pending) == 0
 }
 
 // due returns when the written calls are to go into the rollups: rollupEvery after they
@@ -187,28 +159,27 @@ func (r *rollups) due() time.Time {
 	return due
 }
 
-// flush adds every written batch to the rollups: first a flush that was sent but not
-// confirmed, exactly as it was, then the batches written since.
-func (r *rollups) flush(ctx context.Context) error {
-	if r.sent.delta.empty() {
-		if r.pending.delta.empty() {
-			return nil
-		}
-		r.sent, r.pending = r.pending, pendingFlush{}
-	}
-	args := append(r.sent.delta.arrays().args(), r.daemon, pq.Array(r.sent.seqs))
-	res, err := r.stmt.ExecContext(ctx, args...)
+// flush rolls the journal rows of every written batch into the rollups, and those that
+// waited orphanAge; settled is the lowest sequence number whose batch may still be sent
+// again. A flush that fails keeps its batches for the next one.
+func (r *rollups) flush(ctx context.Context, settled int64) error {
+	res, err := r.stmt.ExecContext(ctx, r.daemon, pq.Array(r.pending), settled, orphanAge)
 	if err != nil {
 		r.retry = time.Now().Add(5 * time.Second)
-		return fmt.Errorf("add %d paths to the rollups: %w", len(r.sent.delta.paths), err)
+		return fmt.Errorf("add %d batches to the rollups: %w", len(r.pending), err)
 	}
-	if n, err := res.RowsAffected(); err == nil && n == 0 {
-		r.log.Info("a rollup flush whose answer was lost had committed: not added again", "paths", len(r.sent.delta.paths))
+	if n, err := res.RowsAffected(); err == nil && n == 0 && len(r.pending) > 0 {
+		r.log.Info("a rollup flush whose answer was lost had committed: not added again", "batches", len(r.pending))
 	}
-	r.sent = pendingFlush{}
+	r.pending = r.pending[:0]
 	r.rolled, r.retry = time.Now(), time.Time{}
-	if !r.pending.delta.empty() {
-		return r.flush(ctx)
+	return nil
+}
+
+// forget deletes this daemon's rolled journal rows; every batch must be settled.
+func (r *rollups) forget(ctx context.Context) error {
+	if _, err := r.stmt.ExecContext(ctx, r.daemon, pq.Array([]int64{}), int64(math.MaxInt64), orphanAge); err != nil {
+		return fmt.Errorf("clean rollup journal: %w", err)
 	}
 	return nil
 }
@@ -252,34 +223,22 @@ func syncRollups(ctx context.Context, db *sql.DB, loc *time.Location, progress s
 	return nil
 }
 
-// replayJournal adds the journal rows that no flush deleted to the rollups, and deletes them.
+// replayJournal rolls every journal row that no daemon rolled yet into the rollups, and
+// deletes rolled rows an hour old, whose writers are gone.
 func replayJournal(ctx context.Context, tx *sql.Tx, log *slog.Logger) error {
-	rows, err := tx.QueryContext(ctx, "DELETE FROM oxitraffic_writes RETURNING dp, dd, dn, pp, pn, pf")
-	if err != nil {
+	var left int64
+	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM oxitraffic_writes WHERE NOT rolled").Scan(&left); err != nil {
 		return fmt.Errorf("read rollup journal: %w", err)
 	}
-	defer rows.Close()
-	var sum rollupDelta
-	batches := 0
-	for rows.Next() {
-		var a deltaArrays
-		if err := rows.Scan((*pq.Int64Array)(&a.dp), (*pq.Int64Array)(&a.dd), (*pq.Int64Array)(&a.dn),
-			(*pq.Int64Array)(&a.pp), (*pq.Int64Array)(&a.pn), (*pq.Int64Array)(&a.pf)); err != nil {
-			return fmt.Errorf("read rollup journal: %w", err)
+	if left > 0 {
+		if _, err := tx.ExecContext(ctx, rollJournalSQL, 0, pq.Array([]int64{}), 0, "0 seconds"); err != nil {
+			return fmt.Errorf("replay rollup journal: %w", err)
 		}
-		sum.addArrays(a)
-		batches++
+		log.Info("added the batches that the last run wrote but did not add to the rollups", "batches", left)
 	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read rollup journal: %w", err)
+	if _, err := tx.ExecContext(ctx, "DELETE FROM oxitraffic_writes WHERE rolled AND at < now() - interval '1 hour'"); err != nil {
+		return fmt.Errorf("clean rollup journal: %w", err)
 	}
-	if sum.empty() {
-		return nil
-	}
-	if _, err := tx.ExecContext(ctx, replayRollupsSQL, sum.arrays().args()...); err != nil {
-		return fmt.Errorf("replay rollup journal: %w", err)
-	}
-	log.Info("added the batches that the last run wrote but did not add to the rollups", "batches", batches, "paths", len(sum.paths))
 	return nil
 }
 
@@ -293,20 +252,7 @@ func rebuildRollups(ctx context.Context, tx *sql.Tx, offset int, progress startP
 	if hasCalls {
 		log.Info("rebuilding the rollups from calls", "utc_offset_seconds", offset)
 		progress()
-		done := make(chan struct{})
-		defer close(done)
-		go func() {
-			t := time.NewTicker(progressEvery)
-			defer t.Stop()
-			for {
-				select {
-				case <-done:
-					return
-				case <-t.C:
-					progress()
-				}
-			}
-		}()
+		defer whileRunning(progress)()
 	}
 	start := time.Now()
 	day := `((timestamp::timestamptz + $1::interval) AT TIME ZONE 'UTC')::date`
@@ -333,6 +279,24 @@ func rebuildRollups(ctx context.Context, tx *sql.Tx, offset int, progress startP
 
 // progressEvery is how often a long start tells systemd that it is still starting.
 const progressEvery = 10 * time.Second
+
+// whileRunning calls progress every progressEvery until the function it returns is called.
+func whileRunning(progress startProgress) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(progressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				progress()
+			}
+		}
+	}()
+	return func() { close(done) }
+}
 
 // zoneSeconds returns the offset of a fixed time zone in seconds east of UTC.
 func zoneSeconds(loc *time.Location) int {

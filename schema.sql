@@ -56,10 +56,11 @@ CREATE TABLE IF NOT EXISTS oxitraffic_meta (
 -- The rollup journal: one row per written batch of calls, inserted in the same statement
 -- as the calls, holding what the batch adds to the rollups (daily_calls: path ids dp, days
 -- since 1970-01-01 dd, counts dn; path_counts: path ids pp, counts pn, first calls pf in
--- microseconds since the epoch). Adding a sum of batches to the rollups deletes their rows
--- in the same statement, so the rows left are what the rollups lack after a crash. The key
--- (a random id of the writing process, a sequence number) lets a batch sent again after a
--- lost answer find out that it was written already.
+-- microseconds since the epoch). A flush marks rows as rolled and adds what they hold to
+-- the rollups in the same statement, so the rows not rolled are what the rollups lack after
+-- a crash. The key (a random id of the writing process, a sequence number) lets a batch
+-- sent again after a lost answer find out that it was written already; a writer deletes its
+-- rolled rows once no earlier batch can be sent again.
 CREATE TABLE IF NOT EXISTS oxitraffic_writes (
     daemon BIGINT NOT NULL,
     seq BIGINT NOT NULL,
@@ -69,5 +70,7 @@ CREATE TABLE IF NOT EXISTS oxitraffic_writes (
     pp BIGINT[] NOT NULL,
     pn BIGINT[] NOT NULL,
     pf BIGINT[] NOT NULL,
+    rolled BOOLEAN NOT NULL DEFAULT false,
+    at TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (daemon, seq)
 );

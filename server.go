@@ -384,7 +384,10 @@ func parseCursor(s string) (*historyCursor, error) {
 	m, k, ok := strings.Cut(s, ".")
 	micros, err1 := strconv.ParseInt(m, 10, 64)
 	skip, err2 := strconv.Atoi(k)
-	if !ok || err1 != nil || err2 != nil || skip < 0 || skip > historyPageSize*1000 {
+	// A real cursor skips fewer calls than a page holds, unless more than a page of calls
+	// share one microsecond, which the writer cannot make.
+	if !ok || err1 != nil || err2 != nil || skip < 0 || skip > historyPageSize ||
+		micros < minRangeTime.UnixMicro() || micros > maxRangeTime.UnixMicro() {
 		return nil, fmt.Errorf("%w: after=%q is not a cursor from a Link header", errBadRequest, s)
 	}
 	return &historyCursor{micros: micros, skip: skip}, nil

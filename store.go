@@ -338,18 +338,19 @@ func (r *reader) history(id int32, tr timeRange, after *historyCursor, limit int
 		return historyPage{}, fmt.Errorf("select history: %w", err)
 	}
 	defer rows.Close()
-	times := make([]time.Time, 0, min(limit+skip+1, 4096))
-	for rows.Next() {
+	times := make([]time.Time, 0, min(limit+1, 4096))
+	for i := 0; rows.Next(); i++ {
 		var t time.Time
 		if err := rows.Scan(&t); err != nil {
 			return historyPage{}, fmt.Errorf("select history: %w", err)
 		}
-		times = append(times, t)
+		if i >= skip {
+			times = append(times, t)
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return historyPage{}, fmt.Errorf("select history: %w", err)
 	}
-	times = times[min(skip, len(times)):]
 	var page historyPage
 	if len(times) > limit {
 		times = times[:limit]

@@ -36,10 +36,11 @@ type pendingCall struct {
 // done is closed after the first attempt to write it; ok says whether that attempt
 // committed.
 type batch struct {
-	calls []pendingCall
-	seq   int64 // the journal row's sequence number, given at the first attempt
-	done  chan struct{}
-	ok    bool
+	calls  []pendingCall
+	seq    int64 // the journal row's sequence number, given at the first attempt
+	sealed bool  // taken for writing: no call joins it, so that a retry sends it as it was
+	done   chan struct{}
+	ok     bool
 }
 
 // writer is the one goroutine that writes calls, in groups, on a database connection of its
@@ -78,6 +79,7 @@ type writer struct {
 	roll       rollups
 	lastDB     time.Time       // when PostgreSQL last answered the writer
 	rollupReqs chan chan error // reads that need the rollups written first
+	waiting    []chan error    // such reads, answered together by the next flush
 	healthReqs chan chan bool  // health checks that want a current answer
 
 	committed func([]pendingCall) // told of each written batch before it is acknowledged
@@ -113,7 +115,7 @@ func newWriter(ctx context.Context, db *sql.DB, max int, loc *time.Location, com
 	if err != nil {
 		return nil, fmt.Errorf("prepare insert: %w", err)
 	}
-	flush, err := db.PrepareContext(ctx, flushRollupsSQL)
+	flush, err := db.PrepareContext(ctx, rollJournalSQL)
 	if err != nil {
 		insert.Close()
 		return nil, fmt.Errorf("prepare rollups: %w", err)
@@ -163,7 +165,7 @@ func (w *writer) release() {
 func (w *writer) enqueue(pathID int32, at time.Time) *batch {
 	w.mu.Lock()
 	var b *batch
-	if n := len(w.batches); n > 0 && len(w.batches[n-1].calls) < maxBatch {
+	if n := len(w.batches); n > 0 && !w.batches[n-1].sealed && len(w.batches[n-1].calls) < maxBatch {
 		b = w.batches[n-1]
 	} else {
 		b = &batch{done: make(chan struct{}), calls: make([]pendingCall, 0, 16)}
@@ -188,6 +190,7 @@ func (w *writer) take() *batch {
 	b := w.batches[0]
 	w.batches[0] = nil
 	w.batches = w.batches[1:]
+	b.sealed = true
 	return b
 }
 
@@ -242,11 +245,12 @@ func (w *writer) loop() {
 	for {
 		select {
 		case req := <-w.rollupReqs:
-			req <- w.flushRollups()
+			w.waiting = append(w.waiting, req)
 		case req := <-w.healthReqs:
 			req <- w.checkHealth()
 		default:
 		}
+		w.answerReads()
 		b := w.take()
 		if b == nil {
 			if w.idle() {
@@ -265,7 +269,7 @@ func (w *writer) loop() {
 			w.latency.observe(time.Since(start).Seconds())
 			w.batchSize.observe(float64(len(b.calls)))
 			w.written.Add(int64(len(b.calls)))
-			w.roll.written(b.calls, b.seq)
+			w.roll.written(b.seq)
 			w.committed(b.calls)
 			w.finished(b)
 			w.lastDB = time.Now()
@@ -307,26 +311,39 @@ func (w *writer) idle() bool {
 	if !w.roll.idle() && w.roll.due().Before(due) {
 		due = w.roll.due()
 	}
+	if w.roll.idle() && w.roll.rolled.Add(orphanEvery).Before(due) {
+		due = w.roll.rolled.Add(orphanEvery)
+	}
+	if len(w.waiting) > 0 {
+		due = w.roll.rolled.Add(minFlushGap)
+	}
 	timer := time.NewTimer(time.Until(due))
 	defer timer.Stop()
 	select {
 	case <-w.wake:
 	case <-timer.C:
+		w.answerReads()
 		w.maybeFlushRollups()
 		if time.Since(w.lastDB) >= probeEvery {
 			w.probe()
 		}
 	case req := <-w.rollupReqs:
-		req <- w.flushRollups()
+		w.waiting = append(w.waiting, req)
+		w.answerReads()
 	case req := <-w.healthReqs:
 		req <- w.checkHealth()
 	case <-w.stop:
 		if w.queueLen() == 0 {
 			if err := w.flushRollups(); err != nil {
 				w.log.Error("rollups not written at stop: the next start adds them from the journal", "err", err)
+			} else {
+				w.forgetJournal()
 			}
+			w.answerReads()
 			return true
 		}
+		// Only places reserved by requests that are still deciding: wait for them.
+		time.Sleep(time.Millisecond)
 	}
 	return false
 }
@@ -356,17 +373,37 @@ func (w *writer) pause(d time.Duration) {
 		case <-t.C:
 			return
 		case req := <-w.rollupReqs:
-			req <- w.flushRollups()
+			w.waiting = append(w.waiting, req)
+			w.answerReads()
 		case req := <-w.healthReqs:
 			req <- w.checkHealth()
 		}
 	}
 }
 
+// minFlushGap bounds how often reads can have the rollups flushed: reads that ask within
+// it of the last flush wait for the next one, which answers them all.
+const minFlushGap = 100 * time.Millisecond
+
+// answerReads flushes the rollups for the reads that wait, once minFlushGap has passed
+// since the last flush, and answers them all with its result.
+func (w *writer) answerReads() {
+	if len(w.waiting) == 0 || time.Since(w.roll.rolled) < minFlushGap {
+		return
+	}
+	err := w.flushRollups()
+	for _, req := range w.waiting {
+		req <- err
+	}
+	clear(w.waiting)
+	w.waiting = w.waiting[:0]
+}
+
 // checkHealth returns the writer's health, checking PostgreSQL first when the writer has
-// not heard from it for healthFresh.
+// not heard from it for healthFresh and has no call to write: while calls wait, only a
+// write tells whether writing works.
 func (w *writer) checkHealth() bool {
-	if time.Since(w.lastDB) > healthFresh {
+	if time.Since(w.lastDB) > healthFresh && w.queueLen() == 0 {
 		w.probe()
 	}
 	return w.healthy.Load()
@@ -422,7 +459,9 @@ func (w *writer) write(b *batch) error {
 	}
 	var d rollupDelta
 	d.addCalls(b.calls, w.roll.offset)
-	args := append([]any{pq.Array(ids), pq.Array(micros), w.daemon, b.seq}, d.arrays().args()...)
+	a := d.arrays()
+	args := []any{pq.Array(ids), pq.Array(micros), w.daemon, b.seq,
+		pq.Array(a.dp), pq.Array(a.dd), pq.Array(a.dn), pq.Array(a.pp), pq.Array(a.pn), pq.Array(a.pf)}
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
 	res, err := w.insert.ExecContext(ctx, args...)
@@ -435,12 +474,18 @@ func (w *writer) write(b *batch) error {
 	return nil
 }
 
-// maybeFlushRollups adds the written calls to the rollups when they are due.
+// orphanEvery is how often a writer with nothing of its own to add looks for journal rows
+// that no daemon added to the rollups (a crashed one's).
+const orphanEvery = 10 * time.Second
+
+// maybeFlushRollups adds the written calls to the rollups when they are due, and the
+// orphaned journal rows every orphanEvery.
 func (w *writer) maybeFlushRollups() {
-	if w.roll.idle() || time.Now().Before(w.roll.due()) {
+	orphans := w.roll.idle() && time.Since(w.roll.rolled) >= orphanEvery
+	if !orphans && (w.roll.idle() || time.Now().Before(w.roll.due())) {
 		return
 	}
-	if err := w.flushRollups(); err != nil {
+	if err := w.runFlush(); err != nil {
 		w.log.Error("cannot add calls to the rollups: trying again later", "err", err)
 	}
 }
@@ -450,14 +495,40 @@ func (w *writer) flushRollups() error {
 	if w.roll.idle() {
 		return nil
 	}
+	return w.runFlush()
+}
+
+// runFlush runs one flush of the rollups, whether or not this writer wrote anything since.
+func (w *writer) runFlush() error {
 	defer w.busy()()
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
-	err := w.roll.flush(ctx)
+	err := w.roll.flush(ctx, w.settled())
 	if err == nil {
 		w.lastDB = time.Now()
 	}
 	return err
+}
+
+// forgetJournal deletes this writer's rolled journal rows, at stop, when no batch waits.
+func (w *writer) forgetJournal() {
+	defer w.busy()()
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	if err := w.roll.forget(ctx); err != nil {
+		w.log.Warn("rolled journal rows left for the next start to delete", "err", err)
+	}
+}
+
+// settled returns the lowest sequence number whose batch may still be sent again: that of
+// the batch at the front of the queue when it was tried, or the next one.
+func (w *writer) settled() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.batches) > 0 && w.batches[0].seq != 0 {
+		return w.batches[0].seq
+	}
+	return w.seq + 1
 }
 
 // requestFlush has the writer add every call written so far to the rollups, so that a read

@@ -9,22 +9,16 @@ cd "$(dirname "$0")/.."
 DURATION=${BENCH_DURATION:-5s}
 CONNS=${BENCH_CONNECTIONS:-64}
 BARE_PORT=8390 SITE_PORT=8391 DAEMON_PORT=8392
-PG_BIN=$(dirname "$(readlink -f "$(command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl | sort -V | tail -n 1)")")
+. scripts/pg.sh
 
 work=$(mktemp -d /tmp/oxitraffic-bench-XXXXXX)
 chmod 755 "$work"
-mkdir "$work/pg"
 pids=()
-as_pg=()
-if [ "$(id -u)" = 0 ]; then
-	chown nobody "$work/pg"
-	as_pg=(runuser -u nobody --)
-fi
 cleanup() {
 	trap - INT TERM HUP EXIT
 	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
 	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-	"${as_pg[@]}" "$PG_BIN/pg_ctl" stop -D "$work/pg/data" -m fast -w >/dev/null 2>&1 || true
+	pg_stop
 	rm -rf "$work"
 }
 trap cleanup INT TERM HUP EXIT
@@ -34,9 +28,8 @@ go build -o "$work/bare" ./bench/bare
 go build -o "$work/site" ./demo/site
 
 # A PostgreSQL with its default durability (fsync on, synchronous_commit on).
-"${as_pg[@]}" "$PG_BIN/initdb" -D "$work/pg/data" -U postgres --auth=trust -E UTF8 --no-locale >/dev/null
-"${as_pg[@]}" "$PG_BIN/pg_ctl" start -w -D "$work/pg/data" -l "$work/pg/log" -o "-k $work/pg -c listen_addresses=''" >/dev/null
-psql() { "$PG_BIN/psql" -h "$work/pg" -U postgres -d postgres -Atq "$@"; }
+pg_start "$work"
+psql() { pg_psql -d postgres -Atq "$@"; }
 
 mkdir "$work/data"
 cp demo/counter.svg "$work/data/"

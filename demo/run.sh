@@ -6,19 +6,11 @@ cd "$(dirname "$0")/.."
 
 DAEMON_PORT=${DEMO_PORT:-8377}
 SITE_PORT=${DEMO_SITE_PORT:-8378}
-PG_BIN=$(dirname "$(readlink -f "$(command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl | sort -V | tail -n 1)")")
+. scripts/pg.sh
 
 work=$(mktemp -d /tmp/oxitraffic-demo-XXXXXX)
 chmod 755 "$work"
 pids=()
-as_pg=()
-if [ "$(id -u)" = 0 ]; then
-	# PostgreSQL refuses to run as root.
-	mkdir "$work/pg" && chown nobody "$work/pg"
-	as_pg=(runuser -u nobody --)
-else
-	mkdir "$work/pg"
-fi
 
 cleanup() {
 	trap - INT TERM HUP EXIT
@@ -30,7 +22,7 @@ cleanup() {
 	echo "stopping the demo"
 	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
 	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-	"${as_pg[@]}" "$PG_BIN/pg_ctl" stop -D "$work/pg/data" -m fast -w >/dev/null 2>&1 || true
+	pg_stop
 	rm -rf "$work"
 	exit 0
 }
@@ -41,10 +33,8 @@ go build -o "$work/oxitraffic" .
 go build -o "$work/site" ./demo/site
 
 echo "starting a throwaway PostgreSQL in $work/pg"
-"${as_pg[@]}" "$PG_BIN/initdb" -D "$work/pg/data" -U postgres --auth=trust -E UTF8 --no-locale >/dev/null
-"${as_pg[@]}" "$PG_BIN/pg_ctl" start -w -D "$work/pg/data" -l "$work/pg/log" \
-	-o "-k $work/pg -c listen_addresses=''" >/dev/null
-"${as_pg[@]}" "$PG_BIN/psql" -q -h "$work/pg" -U postgres -c "CREATE DATABASE oxitraffic" >/dev/null
+pg_start "$work"
+pg_psql -q -c "CREATE DATABASE oxitraffic" >/dev/null
 
 mkdir "$work/data"
 cp demo/counter.svg "$work/data/counter.svg"
@@ -85,7 +75,7 @@ OxiTraffic is running. Open in a browser:
   health and metrics:                             http://127.0.0.1:$DAEMON_PORT/healthz  /metrics
 
 Each page counts once per visitor: a reload is a duplicate. A page the blog does not
-serve is refused: http://127.0.0.1:$DAEMON_PORT/call/invented answers 404.
+serve is refused: curl -i http://127.0.0.1:$DAEMON_PORT/call/invented answers 404.
 
 The daemon's log: $work/data/oxitraffic.log
 Press Ctrl-C to stop everything.
