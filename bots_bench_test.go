@@ -62,12 +62,18 @@ func oldHasPrefixFold(s, m string) bool {
 	return true
 }
 
-// longBrowserUA is a real in-app browser User-Agent of 258 bytes that no rule matches:
-// isBot reads all of it, the worst case.
+// longBrowserUA is a real in-app browser User-Agent of 259 bytes that no rule matches:
+// isBot reads all of it, the worst case of the byte scan.
 const longBrowserUA = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 [FBAN/FBIOS;FBAV/470.0.0.38.109;FBBV/614281937;FBDV/iPhone15,3;FBMD/iPhone;FBSN/iOS;FBSV/17.5.1;FBSS/3;FBID/phone;FBLC/en_US;FBOP/5;FBRV/616521513]"
 
+// compatibleBrowserUA is a real Internet Explorer User-Agent that every byte filter
+// lets through to the regexp of isbot's ^mozilla/\d\.\d\s\((?:compatible;)?...\)$: the
+// worst case of the regexps.
+const compatibleBrowserUA = "Mozilla/4.0 (compatible; MSIE 8.0; Windows NT 5.1; Trident/4.0; .NET CLR 2.0.50727)"
+
 // BenchmarkIsBot compares the marker-only isBot with the one over isbot's patterns on a
-// long browser User-Agent, a short crawler and a cycle through testdata's browsers.
+// long browser User-Agent, an old compatible browser, a short crawler and a cycle
+// through testdata's browsers.
 func BenchmarkIsBot(b *testing.B) {
 	browsers := readUserAgents(b, "browsers.txt")
 	for _, impl := range []struct {
@@ -79,6 +85,7 @@ func BenchmarkIsBot(b *testing.B) {
 			uas  []string
 		}{
 			{"long-browser", []string{longBrowserUA}},
+			{"compatible-browser", []string{compatibleBrowserUA}},
 			{"short-crawler", []string{"Mozilla/5.0 (compatible; bingbot/2.0)"}},
 			{"browser-list", browsers},
 		} {

@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
-	"math"
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"time"
 

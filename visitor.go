@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -110,11 +111,6 @@ type byteSet [4]uint64
 // has reports whether c is in s.
 func (s *byteSet) has(c byte) bool { return s[c>>6]&(1<<(c&63)) != 0 }
 
-// within reports whether every byte of s is in t.
-func (s *byteSet) within(t *byteSet) bool {
-	return s[0]&^t[0]|s[1]&^t[1]|s[2]&^t[2]|s[3]&^t[3] == 0
-}
-
 // botPattern is one crawler pattern of isbot translated to Go by bots/gen, with the
 // filters that let isBot skip its regexp: a match needs all that is set.
 type botPattern struct {
@@ -126,6 +122,8 @@ type botPattern struct {
 	end   bool     // the pattern holds $, so it is not tried on a cut User-Agent
 	first *byteSet // when set, the lower-cased first byte must be in it
 	only  *byteSet // when set, re is anchored at the start and matches only these bytes
+	last  *byteSet // when set with only, a match ends at the end of the text or with one of these
+	once  *byteSet // when set, whole: the lower-cased text holds each of these bytes at most once
 	whole bool     // re is anchored at both ends: every byte must be in only
 	here  bool     // re is anchored at the start and tried where lit stands
 	// notBefore are lower-case literals none of which may end just before lit: a
@@ -145,36 +143,88 @@ type botLit struct {
 // botIndex is isbotPatterns and botMarkers arranged so that isBot reads each byte of a
 // User-Agent once and runs a regexp only where a pattern's literal is found.
 type botIndex struct {
-	pats    []botPattern     // the patterns
-	res     []*regexp.Regexp // compiled isbotPatterns[i].re; nil when exact
-	pairs   [1 << 10]uint64  // bit a<<8|b: a literal of lits starts with the bytes a, b
-	lits    [256][]botLit    // the literals of two bytes or more to find anywhere, by first byte
-	byByte  []int            // patterns whose literal is one byte, found anywhere
-	atStart [256][]int       // patterns whose literal starts the text, by its first byte
-	atEnd   [256][]int       // patterns whose literal ends the text, by its last byte
-	rest    []int            // patterns without a literal
+	pats    []botPattern        // the patterns
+	res     []func(string) bool // by pattern: botMatchers' or its compiled re; nil when exact
+	tris    [1 << 10]uint64     // bit triHash of the first three bytes of each literal of lits
+	lits    [256][]botLit       // the literals of two bytes or more to find anywhere, by first byte
+	present [256]uint64         // bit k of byte c: lower(c) is in the k-th byte set that patterns test
+	byByte  []bytePat           // patterns whose literal is one byte, found anywhere
+	outside []uint64            // by pattern: the bit of the bytes not in only, for whole patterns
+	atStart [256][]int          // patterns whose literal starts the text, by its first byte
+	atEnd   [256][]int          // patterns whose literal ends the text, by its last byte
+	rest    []int               // patterns without a literal
+}
+
+// bytePat is a pattern whose one-byte literal is found anywhere, and the bit of
+// botIndex.present that stands for that byte.
+type bytePat struct {
+	pat int
+	bit uint64
+}
+
+// triHash returns the bit of botIndex.tris for the bytes a, b, c packed as a<<16 | b<<8 | c.
+// Callers set bit 0x20 of each byte, which makes an ASCII letter lower case and merges
+// some other bytes: tris may find a literal where there is none, never the reverse.
+func triHash(abc uint32) uint32 {
+	return abc * 0x9e3779b1 >> 16
 }
 
 // bots is the index isBot uses, built from isbotPatterns and botMarkers at start.
 var bots = newBotIndex(isbotPatterns, botMarkers)
 
 // newBotIndex compiles the patterns and indexes their literals and the markers; it
-// panics on a pattern bots/gen should not have written.
+// panics on a pattern bots/gen should not have written, or on more than 64 byte sets.
 func newBotIndex(pats []botPattern, markers []string) *botIndex {
 	if len(pats) > maxBotPatterns {
 		panic(fmt.Sprintf("%d bot patterns; raise maxBotPatterns", len(pats)))
 	}
-	x := &botIndex{pats: pats, res: make([]*regexp.Regexp, len(pats))}
+	x := &botIndex{pats: pats, res: make([]func(string) bool, len(pats)), outside: make([]uint64, len(pats))}
 	addLit := func(s string, pat int) {
-		x.pairs[int(s[0])<<2|int(s[1])>>6] |= 1 << (s[1] & 63)
+		ab := uint32(s[0])<<16 | uint32(s[1])<<8 | 0x202020
+		if len(s) > 2 {
+			h := triHash(ab | uint32(s[2]))
+			x.tris[h>>6] |= 1 << (h & 63)
+		} else {
+			// A literal of two bytes is followed by any byte, or by the end as 0.
+			for c := range uint32(256) {
+				h := triHash(ab | c)
+				x.tris[h>>6] |= 1 << (h & 63)
+			}
+		}
 		x.lits[s[0]] = append(x.lits[s[0]], botLit{s, pat})
+	}
+	var sets []byteSet
+	setBit := func(s byteSet) uint64 {
+		k := slices.Index(sets, s)
+		if k < 0 {
+			if len(sets) == 64 {
+				panic("more than 64 byte sets in bot patterns")
+			}
+			k = len(sets)
+			sets = append(sets, s)
+			for c := range 256 {
+				if s.has(lowerTab[c]) {
+					x.present[c] |= 1 << k
+				}
+			}
+		}
+		return 1 << k
 	}
 	for _, m := range markers {
 		addLit(m, -1)
 	}
 	for i, p := range pats {
-		if !p.exact {
-			x.res[i] = regexp.MustCompile(p.re)
+		if f, ok := botMatchers[p.js]; ok {
+			x.res[i] = f
+		} else if !p.exact {
+			x.res[i] = regexp.MustCompile(p.re).MatchString
+		}
+		if p.whole {
+			out := *p.only
+			for w := range out {
+				out[w] = ^out[w]
+			}
+			x.outside[i] = setBit(out)
 		}
 		switch {
 		case p.lit == "":
@@ -184,12 +234,79 @@ func newBotIndex(pats []botPattern, markers []string) *botIndex {
 		case p.at == litEnd:
 			x.atEnd[p.lit[len(p.lit)-1]] = append(x.atEnd[p.lit[len(p.lit)-1]], i)
 		case len(p.lit) == 1:
-			x.byByte = append(x.byByte, i)
+			var one byteSet
+			one[p.lit[0]>>6] = 1 << (p.lit[0] & 63)
+			x.byByte = append(x.byByte, bytePat{i, setBit(one)})
 		default:
 			addLit(p.lit, i)
 		}
 	}
 	return x
+}
+
+// botMatchers are hand-written matchers of isbot patterns whose regexp would run on many
+// browsers, by the pattern's JavaScript source; each decides as the pattern's re does.
+var botMatchers = map[string]func(string) bool{
+	`^[\w \.\-\(?:\):%]+(?:/v?\d+(?:\.\d+)?(?:\.\d{1,10})*?)?(?:,|$)`: isNameVersion,
+}
+
+// isNameVersion reports whether s matches isbot's
+// ^[\w \.\-\(?:\):%]+(?:/v?\d+(?:\.\d+)?(?:\.\d{1,10})*?)?(?:,|$), ignoring ASCII case: a name
+// of those bytes, then maybe / and a version, then a comma or the end. Each part of the
+// version ends before a byte that cannot continue it, so none is given back.
+func isNameVersion(s string) bool {
+	n := 0
+	for n < len(s) && nameBytes.has(s[n]) {
+		n++
+	}
+	switch {
+	case n == 0:
+		return false
+	case n == len(s) || s[n] == ',':
+		return true
+	case s[n] != '/':
+		return false
+	}
+	i := n + 1
+	if i < len(s) && lowerTab[s[i]] == 'v' {
+		i++
+	}
+	d := digits(s[i:])
+	if d == 0 {
+		return false
+	}
+	// The first .\d+ has any length, the next ones 1 to 10 digits.
+	for part := 0; d > 0; part++ {
+		if part > 1 && d > 10 {
+			return false
+		}
+		i += d
+		if i == len(s) || s[i] != '.' {
+			break
+		}
+		i++
+		if d = digits(s[i:]); d == 0 {
+			return false
+		}
+	}
+	return i == len(s) || s[i] == ','
+}
+
+// nameBytes are the bytes of [\w \.\-\(?:\):%], the name isNameVersion reads.
+var nameBytes = func() (s byteSet) {
+	for _, c := range []byte("_ .-(?:)%0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+		s[c>>6] |= 1 << (c & 63)
+	}
+	return s
+}()
+
+// digits returns how many ASCII digits s starts with.
+func digits(s string) int {
+	n := 0
+	for n < len(s) && '0' <= s[n] && s[n] <= '9' {
+		n++
+	}
+	return n
 }
 
 // isBot reports whether the User-Agent is empty, contains one of botMarkers, or matches
@@ -206,58 +323,48 @@ func (x *botIndex) match(ua string) bool {
 	if cut {
 		ua = ua[:maxUserAgent]
 	}
-	var seen byteSet
 	var cand [maxBotPatterns / 64]uint64
-	mark := func(i int) { cand[i>>6] |= 1 << (i & 63) }
-	c := lowerTab[ua[0]]
-	for i := range len(ua) {
-		seen[c>>6] |= 1 << (c & 63)
-		if i+1 == len(ua) {
-			break
-		}
-		d := lowerTab[ua[i+1]]
-		if x.pairs[int(c)<<2|int(d)>>6]&(1<<(d&63)) == 0 {
-			c = d
-			continue
-		}
-		for _, l := range x.lits[c] {
-			if l.s[1] != d || !hasPrefixFold(ua[i:], l.s) {
-				continue
-			}
-			if l.pat < 0 {
-				return true
-			}
-			switch p := &x.pats[l.pat]; {
-			case endsWithAny(ua[:i], p.notBefore):
-			case p.exact:
-				return true
-			case p.here:
-				if !(p.end && cut) && x.res[l.pat].MatchString(ua[i:]) {
-					return true
-				}
-			default:
-				mark(l.pat)
-			}
-		}
-		c = d
+	// One pass over the bytes: seen gathers the bits of present, and literals are looked
+	// for only where three bytes hash to a bit of tris; a third byte 0 stands for the end.
+	c0 := lowerTab[ua[0]]
+	seen := x.present[c0]
+	abc := uint32(c0)
+	if len(ua) > 1 {
+		c := ua[1]
+		seen |= x.present[c]
+		abc = abc<<8 | uint32(c)
 	}
-	for _, i := range x.atStart[lower(ua[0])] {
+	for i := 2; i < len(ua); i++ {
+		c := ua[i]
+		seen |= x.present[c]
+		abc = abc<<8 | uint32(c)
+		if h := triHash(abc&0xffffff | 0x202020); x.tris[h>>6]&(1<<(h&63)) != 0 && x.litsAt(ua, i-2, cut, &cand) {
+			return true
+		}
+	}
+	// The last two bytes can hold a literal of two.
+	if len(ua) > 1 {
+		if h := triHash(abc<<8&0xffffff | 0x202020); x.tris[h>>6]&(1<<(h&63)) != 0 && x.litsAt(ua, len(ua)-2, cut, &cand) {
+			return true
+		}
+	}
+	for _, i := range x.atStart[c0] {
 		if hasPrefixFold(ua, x.pats[i].lit) {
-			mark(i)
+			cand[i>>6] |= 1 << (i & 63)
 		}
 	}
 	for _, i := range x.atEnd[lower(ua[len(ua)-1])] {
 		if lit := x.pats[i].lit; len(ua) >= len(lit) && hasPrefixFold(ua[len(ua)-len(lit):], lit) {
-			mark(i)
+			cand[i>>6] |= 1 << (i & 63)
 		}
 	}
-	for _, i := range x.byByte {
-		if seen.has(x.pats[i].lit[0]) {
-			mark(i)
+	for _, b := range x.byByte {
+		if seen&b.bit != 0 {
+			cand[b.pat>>6] |= 1 << (b.pat & 63)
 		}
 	}
 	for _, i := range x.rest {
-		mark(i)
+		cand[i>>6] |= 1 << (i & 63)
 	}
 	for w, bits := range cand {
 		for bits != 0 {
@@ -267,23 +374,68 @@ func (x *botIndex) match(ua string) bool {
 			switch {
 			case p.exact:
 				return true
-			case p.end && cut, p.first != nil && !p.first.has(lower(ua[0])),
-				p.whole && !seen.within(p.only):
+			case p.end && cut, p.first != nil && !p.first.has(c0), seen&x.outside[i] != 0,
+				p.once != nil && twice(ua, p.once):
 				continue
 			}
 			s := ua
 			if p.only != nil {
 				// A match ends before the first byte not in only; keeping that byte
-				// leaves $ and \b as they were on the whole text.
-				n := 0
+				// leaves $ and \b as they were on the whole text. Unless it ends the
+				// text, the match ends with a byte of last.
+				n, ends := 0, p.last == nil
 				for n < len(ua) && p.only.has(lowerTab[ua[n]]) {
+					ends = ends || p.last.has(lowerTab[ua[n]])
 					n++
+				}
+				if n < len(ua) && !ends {
+					continue
 				}
 				s = ua[:min(n+1, len(ua))]
 			}
-			if x.res[i].MatchString(s) {
+			if x.res[i](s) {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// litsAt looks for x's literals at ua[i:]. It reports true when a marker or a pattern
+// that needs nothing more stands there, and marks in cand the patterns whose regexp is
+// still to be tried.
+func (x *botIndex) litsAt(ua string, i int, cut bool, cand *[maxBotPatterns / 64]uint64) bool {
+	for _, l := range x.lits[lowerTab[ua[i]]] {
+		if !hasPrefixFold(ua[i:], l.s) {
+			continue
+		}
+		if l.pat < 0 {
+			return true
+		}
+		switch p := &x.pats[l.pat]; {
+		case endsWithAny(ua[:i], p.notBefore):
+		case p.exact:
+			return true
+		case p.here:
+			if !(p.end && cut) && x.res[l.pat](ua[i:]) {
+				return true
+			}
+		default:
+			cand[l.pat>>6] |= 1 << (l.pat & 63)
+		}
+	}
+	return false
+}
+
+// twice reports whether s holds one of the bytes of set more than once, ignoring ASCII case.
+func twice(s string, set *byteSet) bool {
+	var met byteSet
+	for i := range len(s) {
+		if c := lowerTab[s[i]]; set.has(c) {
+			if met.has(c) {
+				return true
+			}
+			met[c>>6] |= 1 << (c & 63)
 		}
 	}
 	return false

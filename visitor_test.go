@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -84,6 +86,17 @@ func TestIsBot(t *testing.T) {
 		// A pattern anchored at the end is not tried on a cut User-Agent: ^[^ ]{50,}$.
 		{strings.Repeat("x", 60), true},
 		{strings.Repeat("x", 600), false},
+		// A literal of two bytes, found by its pair and any third byte or the end.
+		{"()", true},
+		{"Mozilla/5.0 (Linux) x()", true},
+		{"a|", true},
+		// ^[\w \.\-\(?:\):%]+(?:/v?\d+(?:\.\d+)?(?:\.\d{1,10})*?)?(?:,|$): a match ends
+		// at the end or with a comma.
+		{"Foo Bar/1.2.3, x", true},
+		{"Foo Bar/1.2", true},
+		{"Foo (Bar) 1.0, Baz", true},
+		{"Foo Bar/1.1.12345678901", false},
+		{"Foo Bar/x, y", false},
 	} {
 		if got := isBot(c.ua); got != c.want {
 			t.Errorf("isBot(%.60q) = %v; want %v", c.ua, got, c.want)
@@ -225,5 +238,39 @@ func TestServerErrorLogHasNoAddress(t *testing.T) {
 	}
 	if !strings.Contains(buf.String(), "boom") {
 		t.Errorf("server error log lost the message:\n%s", buf.String())
+	}
+}
+
+// TestBotMatchers checks that each hand-written matcher stands for a pattern of
+// isbotPatterns and decides as its regexp on the test User-Agents, their prefixes and
+// suffixes, and versions spliced in.
+func TestBotMatchers(t *testing.T) {
+	uas := append(readUserAgents(t, "crawlers.txt"), readUserAgents(t, "browsers.txt")...)
+	uas = append(uas, "", ",", "/", "a/", "a/v", "a/V1", "a/1.", "a/1.,", "a/1.2.3,x", "a b(c):%?/1",
+		"a/1.12345678901", "a/1.2.12345678901", "a/1.2.1234567890,", "a/1.2.3.4.5.6", "a/v1.2;", "a/vv1", "é/1")
+	for js, f := range botMatchers {
+		i := slices.IndexFunc(isbotPatterns, func(p botPattern) bool { return p.js == js })
+		if i < 0 {
+			t.Errorf("botMatchers: %s is not among isbotPatterns", js)
+			continue
+		}
+		re := regexp.MustCompile(isbotPatterns[i].re)
+		check := func(ua string) {
+			if got, want := f(ua), re.MatchString(ua); got != want {
+				t.Errorf("matcher of %s on %q = %v; its regexp says %v", js, ua, got, want)
+			}
+		}
+		for _, ua := range uas {
+			for j := range len(ua) + 1 {
+				check(ua[:j])
+				check(ua[j:])
+			}
+			for _, v := range []string{"/1.0", "/v12.3.4,", "/1.2.12345678901", ",", "."} {
+				for j := 0; j <= len(ua); j += 5 {
+					check(ua[:j] + v)
+					check(ua[:j] + v + ua[j:])
+				}
+			}
+		}
 	}
 }

@@ -155,6 +155,8 @@ type pattern struct {
 	end   bool     // isbot's pattern holds $, the end of the text
 	first *byteSet // the bytes a match can start with, for start-anchored patterns
 	only  *byteSet // the bytes a match is made of, for start-anchored patterns
+	last  *byteSet // the bytes a match can end with, unless at the end of the text
+	once  *byteSet // the bytes a match holds at most once, for patterns anchored at both ends
 	whole bool     // the pattern is anchored at both ends
 	here  bool     // re is anchored and tried where lit stands
 	// notBefore are lower-case literals that must not end just before lit (a lookbehind)
@@ -252,17 +254,17 @@ func translate(js string) (pattern, error) {
 		p.notBefore = before
 	case before != nil:
 		full = notPreceded(before) + full
-		p.exact, p.first = false, nil
+		p.exact, p.first, p.last, p.once = false, nil, nil, nil
 		if p.at == "litStart" {
 			p.at = "litAnywhere"
 		}
 	}
 	if after != nil {
 		full += notFollowed(after)
-		p.exact = false
+		p.exact, p.last, p.once = false, nil, nil
 	}
 	if p.exact {
-		p.here = false
+		p.here, p.last, p.once = false, nil, nil
 		return p, nil
 	}
 	re, err := syntax.Parse(full, syntax.Perl)
@@ -438,6 +440,22 @@ func analyse(re *syntax.Regexp) pattern {
 		s.foldLower()
 		p.only = &s
 		p.whole = end
+		if l, ok := lastBytes(items[len(items)-1]); ok && !end {
+			l.foldLower()
+			p.last = &l
+		}
+		if end {
+			n := counts(re)
+			var once byteSet
+			for c, k := range n {
+				if k == 1 {
+					once.add(rune(c), rune(c))
+				}
+			}
+			if once != (byteSet{}) {
+				p.once = &once
+			}
+		}
 	}
 	return p
 }
@@ -486,6 +504,91 @@ func firstBytes(re *syntax.Regexp) (byteSet, bool) {
 		}
 	}
 	return s, false
+}
+
+// lastBytes returns the bytes a match of re can end with when it does not end at the end
+// of the text, or false when re can end otherwise or is too complex to say.
+func lastBytes(re *syntax.Regexp) (byteSet, bool) {
+	var s byteSet
+	switch re.Op {
+	case syntax.OpEndText:
+		return s, true
+	case syntax.OpLiteral:
+		c := re.Rune[len(re.Rune)-1]
+		s.add(c, c)
+		return s, true
+	case syntax.OpCharClass:
+		for i := 0; i < len(re.Rune); i += 2 {
+			s.add(re.Rune[i], re.Rune[i+1])
+		}
+		return s, true
+	case syntax.OpCapture:
+		return lastBytes(re.Sub[0])
+	case syntax.OpAlternate:
+		for _, sub := range re.Sub {
+			t, ok := lastBytes(sub)
+			if !ok {
+				return s, false
+			}
+			for i := range s {
+				s[i] |= t[i]
+			}
+		}
+		return s, true
+	}
+	return s, false
+}
+
+// counts returns how many times a match of re can hold each ASCII byte, lower-cased:
+// 0, 1, or 2 for more than once.
+func counts(re *syntax.Regexp) [128]uint8 {
+	var n [128]uint8
+	switch re.Op {
+	case syntax.OpEmptyMatch, syntax.OpBeginLine, syntax.OpEndLine, syntax.OpBeginText,
+		syntax.OpEndText, syntax.OpWordBoundary, syntax.OpNoWordBoundary:
+	case syntax.OpLiteral:
+		for _, c := range re.Rune {
+			if c < 128 {
+				c = unicode.ToLower(c)
+				n[c] = min(n[c]+1, 2)
+			}
+		}
+	case syntax.OpCharClass:
+		for i := 0; i < len(re.Rune); i += 2 {
+			for c := re.Rune[i]; c <= re.Rune[i+1] && c < 128; c++ {
+				n[unicode.ToLower(c)] = 1
+			}
+		}
+	case syntax.OpCapture, syntax.OpQuest:
+		n = counts(re.Sub[0])
+	case syntax.OpConcat, syntax.OpAlternate:
+		for _, sub := range re.Sub {
+			m := counts(sub)
+			for c := range n {
+				if re.Op == syntax.OpConcat {
+					n[c] = min(n[c]+m[c], 2)
+				} else {
+					n[c] = max(n[c], m[c])
+				}
+			}
+		}
+	case syntax.OpRepeat:
+		if re.Max == 1 {
+			n = counts(re.Sub[0])
+			break
+		}
+		fallthrough
+	case syntax.OpStar, syntax.OpPlus:
+		m := counts(re.Sub[0])
+		for c := range n {
+			n[c] = 2 * min(m[c], 1)
+		}
+	default:
+		for c := range n {
+			n[c] = 2
+		}
+	}
+	return n
 }
 
 // alphabet adds to s every byte that a match of re can consist of.
@@ -645,6 +748,12 @@ func render(pkg pkgInfo, lic string, pats []pattern, dropped []string) ([]byte, 
 		}
 		if p.only != nil {
 			fmt.Fprintf(&b, ", only: %s", setLit(*p.only))
+		}
+		if p.last != nil {
+			fmt.Fprintf(&b, ", last: %s", setLit(*p.last))
+		}
+		if p.once != nil {
+			fmt.Fprintf(&b, ", once: %s", setLit(*p.once))
 		}
 		b.WriteString("},\n")
 	}
