@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
-	"math"
 	"strconv"
 	"time"
 
@@ -15,14 +14,13 @@ import (
 // The rollups (path_counts and daily_calls) are not written with the calls: adding every
 // batch to them cost PostgreSQL more than inserting it. Instead each batch of calls is
 // written together with a journal row (oxitraffic_writes) that holds what the batch adds to
-// the rollups. About once a second the writer marks the journal rows that are not yet in
-// the rollups as rolled and adds what those rows hold to the rollups, in one statement: what
-// is added is what that statement marked, so a flush sent again after a lost answer, or
-// two daemons rolling the same rows, add each batch once. What a crash leaves behind is
-// exactly the rows not yet rolled: the next start, or any running daemon ten seconds later,
-// rolls them, at a cost proportional to the calls of the last second, not to the history.
-// Rolled rows stay until their writer knows the fate of every earlier batch, so that a
-// batch sent again after a lost answer still finds its row.
+// the rollups. About once a second the writer deletes the journal rows of its batches and
+// adds what those rows hold to the rollups, in one statement: what is added is what that
+// statement deleted, so a flush sent again after a lost answer adds nothing twice. What a
+// crash leaves behind is exactly the rows not yet added: the next start, or any running
+// daemon ten seconds later, adds them, at a cost proportional to the calls of the last
+// second, not to the history. Rows of another daemon are marked as rolled, not deleted,
+// so that a batch that daemon sends again after a lost answer still finds its row.
 
 // rollupVersion names the way the rollups are kept; another value in oxitraffic_meta
 // (or none: a database of the original OxiTraffic) makes the start rebuild them.
@@ -97,23 +95,30 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
-// rollJournalSQL marks journal rows as rolled and adds what they hold to the rollups, in
-// one statement: the rows of this daemon ($1) with the sequence numbers $2, and any row
-// that is still not rolled ten seconds after it was written (a crashed daemon's, or one
-// whose writer lost the answer and has not sent it again yet). It also deletes this
-// daemon's rolled rows below $3, the lowest sequence number whose batch may still be sent
-// again. The start check runs it with $1 = 0 and an age of zero: every row.
+// rollJournalSQL adds journal rows to the rollups, in one statement: it deletes this
+// daemon's ($1) rows with the sequence numbers $2, whose batches are settled, and marks as
+// rolled the rows of other daemons that are still not rolled $3 after they were written (a
+// crashed daemon's, or one that has lost the answer to a batch and not sent it again yet:
+// the marked row stays, so that its retry still finds it). It adds what it deleted or
+// marked, except rows that another daemon marked before, and deletes rows marked an hour
+// ago. The start check runs it with $1 = 0 and $3 = 0: every row not rolled.
 const rollJournalSQL = `
-	WITH r AS (
+	WITH mine AS (
+		DELETE FROM oxitraffic_writes WHERE daemon = $1 AND seq = ANY($2::int8[])
+		RETURNING dp, dd, dn, pp, pn, pf, rolled
+	), orphans AS (
 		UPDATE oxitraffic_writes SET rolled = true
-		WHERE NOT rolled AND ((daemon = $1 AND seq = ANY($2::int8[])) OR at <= now() - $4::interval)
+		WHERE NOT rolled AND daemon <> $1 AND at <= now() - $3::interval
 		RETURNING dp, dd, dn, pp, pn, pf
+	), stale AS (
+		DELETE FROM oxitraffic_writes WHERE rolled AND daemon <> $1 AND at < now() - interval '1 hour'
+	), r AS (
+		SELECT dp, dd, dn, pp, pn, pf FROM mine WHERE NOT rolled
+		UNION ALL SELECT dp, dd, dn, pp, pn, pf FROM orphans
 	), days AS (
 		INSERT INTO daily_calls (path_id, day, count)
 		SELECT p, date '1970-01-01' + d::int4, sum(n) FROM r, unnest(r.dp, r.dd, r.dn) AS u (p, d, n) GROUP BY 1, 2
 		ON CONFLICT (path_id, day) DO UPDATE SET count = daily_calls.count + EXCLUDED.count
-	), done AS (
-		DELETE FROM oxitraffic_writes WHERE daemon = $1 AND rolled AND seq < $3
 	)
 	INSERT INTO path_counts (path_id, count, first_call)
 	SELECT p, sum(n), 'epoch'::timestamptz + min(f) * interval '1 microsecond' FROM r, unnest(r.pp, r.pn, r.pf) AS u (p, n, f) GROUP BY 1
@@ -159,11 +164,10 @@ func (r *rollups) due() time.Time {
 	return due
 }
 
-// flush rolls the journal rows of every written batch into the rollups, and those that
-// waited orphanAge; settled is the lowest sequence number whose batch may still be sent
-// again. A flush that fails keeps its batches for the next one.
-func (r *rollups) flush(ctx context.Context, settled int64) error {
-	res, err := r.stmt.ExecContext(ctx, r.daemon, pq.Array(r.pending), settled, orphanAge)
+// flush adds the journal rows of every written batch to the rollups, and those of other
+// daemons that waited orphanAge. A flush that fails keeps its batches for the next one.
+func (r *rollups) flush(ctx context.Context) error {
+	res, err := r.stmt.ExecContext(ctx, r.daemon, pq.Array(r.pending), orphanAge)
 	if err != nil {
 		r.retry = time.Now().Add(5 * time.Second)
 		return fmt.Errorf("add %d batches to the rollups: %w", len(r.pending), err)
@@ -173,14 +177,6 @@ func (r *rollups) flush(ctx context.Context, settled int64) error {
 	}
 	r.pending = r.pending[:0]
 	r.rolled, r.retry = time.Now(), time.Time{}
-	return nil
-}
-
-// forget deletes this daemon's rolled journal rows; every batch must be settled.
-func (r *rollups) forget(ctx context.Context) error {
-	if _, err := r.stmt.ExecContext(ctx, r.daemon, pq.Array([]int64{}), int64(math.MaxInt64), orphanAge); err != nil {
-		return fmt.Errorf("clean rollup journal: %w", err)
-	}
 	return nil
 }
 
@@ -231,7 +227,7 @@ func replayJournal(ctx context.Context, tx *sql.Tx, log *slog.Logger) error {
 		return fmt.Errorf("read rollup journal: %w", err)
 	}
 	if left > 0 {
-		if _, err := tx.ExecContext(ctx, rollJournalSQL, 0, pq.Array([]int64{}), 0, "0 seconds"); err != nil {
+		if _, err := tx.ExecContext(ctx, rollJournalSQL, 0, pq.Array([]int64{}), "0 seconds"); err != nil {
 			return fmt.Errorf("replay rollup journal: %w", err)
 		}
 		log.Info("added the batches that the last run wrote but did not add to the rollups", "batches", left)

@@ -56,11 +56,11 @@ CREATE TABLE IF NOT EXISTS oxitraffic_meta (
 -- The rollup journal: one row per written batch of calls, inserted in the same statement
 -- as the calls, holding what the batch adds to the rollups (daily_calls: path ids dp, days
 -- since 1970-01-01 dd, counts dn; path_counts: path ids pp, counts pn, first calls pf in
--- microseconds since the epoch). A flush marks rows as rolled and adds what they hold to
--- the rollups in the same statement, so the rows not rolled are what the rollups lack after
--- a crash. The key (a random id of the writing process, a sequence number) lets a batch
--- sent again after a lost answer find out that it was written already; a writer deletes its
--- rolled rows once no earlier batch can be sent again.
+-- microseconds since the epoch). A flush deletes its daemon's rows and adds what they hold
+-- to the rollups in the same statement, so the rows left are what the rollups lack after a
+-- crash. The key (a random id of the writing process, a sequence number) lets a batch sent
+-- again after a lost answer find out that it was written already; so the rows of another
+-- daemon are only marked as rolled, and deleted an hour later.
 CREATE TABLE IF NOT EXISTS oxitraffic_writes (
     daemon BIGINT NOT NULL,
     seq BIGINT NOT NULL,

@@ -210,19 +210,14 @@ func (s *server) handleCall(w http.ResponseWriter, r *http.Request) {
 		s.sendImage(w, outQueued)
 		return
 	}
-	// The writer closes done after its first attempt, which the writer's socket deadline
-	// bounds; the visitor waits writeTimeout at most, whatever PostgreSQL does.
-	t := time.NewTimer(writeTimeout)
-	defer t.Stop()
-	select {
-	case <-b.done:
-		if b.ok {
-			s.sendImage(w, outCounted)
-			return
-		}
-	case <-t.C:
+	// done is closed after the writer's first attempt, or writeTimeout after the batch
+	// began: the visitor waits no longer, whatever PostgreSQL does.
+	<-b.done
+	if b.ok {
+		s.sendImage(w, outCounted)
+	} else {
+		s.sendImage(w, outQueued)
 	}
-	s.sendImage(w, outQueued)
 }
 
 // sendImage answers the response image and says in X-OxiTraffic what happened.

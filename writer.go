@@ -33,14 +33,32 @@ type pendingCall struct {
 }
 
 // batch is a group of calls written in one statement, under one journal sequence number.
-// done is closed after the first attempt to write it; ok says whether that attempt
-// committed.
+// done is closed after the first attempt to write it, or writeTimeout after the batch was
+// begun, whichever comes first; ok then says whether the batch was committed.
 type batch struct {
 	calls  []pendingCall
 	seq    int64 // the journal row's sequence number, given at the first attempt
 	sealed bool  // taken for writing: no call joins it, so that a retry sends it as it was
 	done   chan struct{}
 	ok     bool
+	once   sync.Once
+	timer  *time.Timer
+}
+
+// newBatch begins a batch whose requests wait writeTimeout at most.
+func newBatch() *batch {
+	b := &batch{done: make(chan struct{}), calls: make([]pendingCall, 0, 16)}
+	b.timer = time.AfterFunc(writeTimeout, func() { b.finish(false) })
+	return b
+}
+
+// finish tells the batch's requests whether it was committed, the first time only.
+func (b *batch) finish(ok bool) {
+	b.once.Do(func() {
+		b.timer.Stop()
+		b.ok = ok
+		close(b.done)
+	})
 }
 
 // writer is the one goroutine that writes calls, in groups, on a database connection of its
@@ -60,8 +78,9 @@ type writer struct {
 
 	mu      sync.Mutex
 	batches []*batch // the last one takes new calls while it is not full
-	queued  int      // calls in batches, plus reserved places
-	dropped int64
+
+	queued  atomic.Int64 // calls in batches, plus reserved places
+	dropped atomic.Int64
 
 	healthy   atomic.Bool
 	busySince atomic.Int64 // UnixNano when the current database operation began; 0 when none runs
@@ -144,21 +163,21 @@ func newWriter(ctx context.Context, db *sql.DB, max int, loc *time.Location, com
 // reserve takes a place in the queue for a call, or reports false when the queue is full.
 // The place is used by enqueue or given back by release.
 func (w *writer) reserve() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.queued >= w.max {
-		w.dropped++
-		return false
+	for {
+		n := w.queued.Load()
+		if n >= int64(w.max) {
+			w.dropped.Add(1)
+			return false
+		}
+		if w.queued.CompareAndSwap(n, n+1) {
+			return true
+		}
 	}
-	w.queued++
-	return true
 }
 
 // release gives back a reserved place that is not used.
 func (w *writer) release() {
-	w.mu.Lock()
-	w.queued--
-	w.mu.Unlock()
+	w.queued.Add(-1)
 }
 
 // enqueue queues a call in a reserved place and returns its batch.
@@ -168,7 +187,7 @@ func (w *writer) enqueue(pathID int32, at time.Time) *batch {
 	if n := len(w.batches); n > 0 && !w.batches[n-1].sealed && len(w.batches[n-1].calls) < maxBatch {
 		b = w.batches[n-1]
 	} else {
-		b = &batch{done: make(chan struct{}), calls: make([]pendingCall, 0, 16)}
+		b = newBatch()
 		w.batches = append(w.batches, b)
 	}
 	b.calls = append(b.calls, pendingCall{pathID: int64(pathID), micros: at.UnixMicro()})
@@ -203,23 +222,17 @@ func (w *writer) putBack(b *batch) {
 
 // finished removes a written batch from the queue's count.
 func (w *writer) finished(b *batch) {
-	w.mu.Lock()
-	w.queued -= len(b.calls)
-	w.mu.Unlock()
+	w.queued.Add(-int64(len(b.calls)))
 }
 
 // queueLen returns how many calls wait to be written.
 func (w *writer) queueLen() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.queued
+	return int(w.queued.Load())
 }
 
 // droppedCalls returns how many calls were lost to a full queue.
 func (w *writer) droppedCalls() int64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.dropped
+	return w.dropped.Load()
 }
 
 // stuckFor returns how long the database operation that runs now has run, or 0.
@@ -264,7 +277,6 @@ func (w *writer) loop() {
 		}
 		start := time.Now()
 		err := w.write(b)
-		first := !isClosed(b.done)
 		if err == nil {
 			w.latency.observe(time.Since(start).Seconds())
 			w.batchSize.observe(float64(len(b.calls)))
@@ -283,10 +295,7 @@ func (w *writer) loop() {
 			}
 			w.putBack(b)
 		}
-		if first {
-			b.ok = err == nil
-			close(b.done)
-		}
+		b.finish(err == nil)
 		if d := w.droppedCalls(); d > logged {
 			w.log.Error("queue full: calls lost", "lost", d-logged, "lost_total", d, "queue_size", w.max)
 			logged = d
@@ -336,8 +345,6 @@ func (w *writer) idle() bool {
 		if w.queueLen() == 0 {
 			if err := w.flushRollups(); err != nil {
 				w.log.Error("rollups not written at stop: the next start adds them from the journal", "err", err)
-			} else {
-				w.forgetJournal()
 			}
 			w.answerReads()
 			return true
@@ -437,16 +444,6 @@ const healthFresh = 100 * time.Millisecond
 // healthWait bounds how long a health check waits for the writer.
 const healthWait = 2 * time.Second
 
-// isClosed reports whether ch is closed.
-func isClosed(ch chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
-}
-
 // write inserts the calls of one batch and its journal row, in one statement. A batch
 // whose journal row is already there (an earlier attempt committed, though its answer was
 // lost) is written by nobody again, and counts as written.
@@ -503,32 +500,11 @@ func (w *writer) runFlush() error {
 	defer w.busy()()
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
-	err := w.roll.flush(ctx, w.settled())
+	err := w.roll.flush(ctx)
 	if err == nil {
 		w.lastDB = time.Now()
 	}
 	return err
-}
-
-// forgetJournal deletes this writer's rolled journal rows, at stop, when no batch waits.
-func (w *writer) forgetJournal() {
-	defer w.busy()()
-	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
-	defer cancel()
-	if err := w.roll.forget(ctx); err != nil {
-		w.log.Warn("rolled journal rows left for the next start to delete", "err", err)
-	}
-}
-
-// settled returns the lowest sequence number whose batch may still be sent again: that of
-// the batch at the front of the queue when it was tried, or the next one.
-func (w *writer) settled() int64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.batches) > 0 && w.batches[0].seq != 0 {
-		return w.batches[0].seq
-	}
-	return w.seq + 1
 }
 
 // requestFlush has the writer add every call written so far to the rollups, so that a read
