@@ -24,13 +24,14 @@ import (
 
 // rollupVersion names the way the rollups are kept; another value in oxitraffic_meta
 // (or none: a database of the original OxiTraffic) makes the start rebuild them.
-const rollupVersion = "journal-1"
+const rollupVersion = "journal-2"
 
-// rollupDelta is what written calls add to the rollups: calls per path and day, and calls
-// and first call per path.
+// rollupDelta is what written calls add to the rollups: calls per path and day, calls and
+// first call per path, and calls of the whole site per hour.
 type rollupDelta struct {
 	days  map[pathDay]int64
 	paths map[int64]pathTotal
+	hours map[int64]int64 // hours since 1970-01-01 at the UTC offset
 }
 
 // pathDay is a path id and a day, counted in days since 1970-01-01 at the UTC offset.
@@ -39,10 +40,11 @@ type pathDay struct{ pathID, day int64 }
 // pathTotal is a number of calls and the first of them, in microseconds since the epoch.
 type pathTotal struct{ count, first int64 }
 
-// deltaArrays is a rollupDelta as the six arrays of a journal row: path ids, days and
-// counts for daily_calls; path ids, counts and first calls for path_counts.
+// deltaArrays is a rollupDelta as the eight arrays of a journal row: path ids, days and
+// counts for daily_calls; path ids, counts and first calls for path_counts; hours and
+// counts for site_hourly.
 type deltaArrays struct {
-	dp, dd, dn, pp, pn, pf []int64
+	dp, dd, dn, pp, pn, pf, sh, sn []int64
 }
 
 // addCalls sums calls into the delta; offset is the UTC offset in seconds.
@@ -50,6 +52,7 @@ func (d *rollupDelta) addCalls(calls []pendingCall, offset int64) {
 	d.init()
 	for _, c := range calls {
 		d.days[pathDay{c.pathID, floorDiv(c.micros+offset*1e6, 86_400e6)}]++
+		d.hours[floorDiv(c.micros+offset*1e6, 3_600e6)]++
 		d.addPath(c.pathID, 1, c.micros)
 	}
 }
@@ -57,7 +60,7 @@ func (d *rollupDelta) addCalls(calls []pendingCall, offset int64) {
 // init makes the maps of an empty delta.
 func (d *rollupDelta) init() {
 	if d.days == nil {
-		d.days, d.paths = map[pathDay]int64{}, map[int64]pathTotal{}
+		d.days, d.paths, d.hours = map[pathDay]int64{}, map[int64]pathTotal{}, map[int64]int64{}
 	}
 }
 
@@ -76,6 +79,10 @@ func (d *rollupDelta) arrays() deltaArrays {
 	a := deltaArrays{
 		dp: make([]int64, 0, len(d.days)), dd: make([]int64, 0, len(d.days)), dn: make([]int64, 0, len(d.days)),
 		pp: make([]int64, 0, len(d.paths)), pn: make([]int64, 0, len(d.paths)), pf: make([]int64, 0, len(d.paths)),
+		sh: make([]int64, 0, len(d.hours)), sn: make([]int64, 0, len(d.hours)),
+	}
+	for h, n := range d.hours {
+		a.sh, a.sn = append(a.sh, h), append(a.sn, n)
 	}
 	for k, n := range d.days {
 		a.dp, a.dd, a.dn = append(a.dp, k.pathID), append(a.dd, k.day), append(a.dn, n)
@@ -105,16 +112,20 @@ func floorDiv(a, b int64) int64 {
 const rollJournalSQL = `
 	WITH mine AS (
 		DELETE FROM oxitraffic_writes WHERE daemon = $1 AND seq = ANY($2::int8[])
-		RETURNING dp, dd, dn, pp, pn, pf, rolled
+		RETURNING dp, dd, dn, pp, pn, pf, sh, sn, rolled
 	), orphans AS (
 		UPDATE oxitraffic_writes SET rolled = true
 		WHERE NOT rolled AND daemon <> $1 AND at <= now() - $3::interval
-		RETURNING dp, dd, dn, pp, pn, pf
+		RETURNING dp, dd, dn, pp, pn, pf, sh, sn
 	), stale AS (
 		DELETE FROM oxitraffic_writes WHERE rolled AND daemon <> $1 AND at < now() - interval '1 hour'
 	), r AS (
-		SELECT dp, dd, dn, pp, pn, pf FROM mine WHERE NOT rolled
-		UNION ALL SELECT dp, dd, dn, pp, pn, pf FROM orphans
+		SELECT dp, dd, dn, pp, pn, pf, sh, sn FROM mine WHERE NOT rolled
+		UNION ALL SELECT dp, dd, dn, pp, pn, pf, sh, sn FROM orphans
+	), hours AS (
+		INSERT INTO site_hourly (hour, count)
+		SELECT timestamp '1970-01-01' + h * interval '1 hour', sum(n) FROM r, unnest(r.sh, r.sn) AS u (h, n) GROUP BY 1
+		ON CONFLICT (hour) DO UPDATE SET count = site_hourly.count + EXCLUDED.count
 	), days AS (
 		INSERT INTO daily_calls (path_id, day, count)
 		SELECT p, date '1970-01-01' + d::int4, sum(n) FROM r, unnest(r.dp, r.dd, r.dn) AS u (p, d, n) GROUP BY 1, 2
@@ -256,7 +267,9 @@ func rebuildRollups(ctx context.Context, tx *sql.Tx, offset int, progress startP
 		query string
 		args  []any
 	}{
-		{"TRUNCATE daily_calls, path_counts, oxitraffic_writes", nil},
+		{"TRUNCATE daily_calls, path_counts, site_hourly, oxitraffic_writes", nil},
+		{"INSERT INTO site_hourly (hour, count) SELECT date_trunc('hour', (timestamp::timestamptz + $1::interval) AT TIME ZONE 'UTC'), count(*) FROM calls GROUP BY 1",
+			[]any{offsetInterval(offset)}},
 		{"INSERT INTO daily_calls (path_id, day, count) SELECT path_id, " + day + ", count(*) FROM calls GROUP BY 1, 2",
 			[]any{offsetInterval(offset)}},
 		{"INSERT INTO path_counts (path_id, count, first_call) SELECT path_id, count(*), min(timestamp) FROM calls GROUP BY 1", nil},

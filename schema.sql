@@ -48,6 +48,13 @@ CREATE TABLE IF NOT EXISTS daily_calls (
     PRIMARY KEY (path_id, day)
 );
 
+-- The calls of the whole site per hour, at the configured UTC offset (local wall-clock
+-- hours), kept like the other rollups: the site's totals per hour, day, week and month.
+CREATE TABLE IF NOT EXISTS site_hourly (
+    hour TIMESTAMP PRIMARY KEY,
+    count BIGINT NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS oxitraffic_meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -56,7 +63,8 @@ CREATE TABLE IF NOT EXISTS oxitraffic_meta (
 -- The rollup journal: one row per written batch of calls, inserted in the same statement
 -- as the calls, holding what the batch adds to the rollups (daily_calls: path ids dp, days
 -- since 1970-01-01 dd, counts dn; path_counts: path ids pp, counts pn, first calls pf in
--- microseconds since the epoch). A flush deletes its daemon's rows and adds what they hold
+-- microseconds since the epoch; site_hourly: hours since 1970-01-01 at the offset sh,
+-- counts sn). A flush deletes its daemon's rows and adds what they hold
 -- to the rollups in the same statement, so the rows left are what the rollups lack after a
 -- crash. The key (a random id of the writing process, a sequence number) lets a batch sent
 -- again after a lost answer find out that it was written already; so the rows of another
@@ -70,6 +78,8 @@ CREATE TABLE IF NOT EXISTS oxitraffic_writes (
     pp BIGINT[] NOT NULL,
     pn BIGINT[] NOT NULL,
     pf BIGINT[] NOT NULL,
+    sh BIGINT[] NOT NULL DEFAULT '{}',
+    sn BIGINT[] NOT NULL DEFAULT '{}',
     rolled BOOLEAN NOT NULL DEFAULT false,
     at TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (daemon, seq)

@@ -127,7 +127,8 @@ func rollupRows(t *testing.T, db *sql.DB) string {
 	var out string
 	err := db.QueryRow(`SELECT
 		(SELECT string_agg(format('%s %s %s', path_id, day, count), E'\n' ORDER BY path_id, day) FROM daily_calls) || E'\n' ||
-		(SELECT string_agg(format('%s %s %s', path_id, count, first_call AT TIME ZONE 'UTC'), E'\n' ORDER BY path_id) FROM path_counts)`).Scan(&out)
+		(SELECT string_agg(format('%s %s %s', path_id, count, first_call AT TIME ZONE 'UTC'), E'\n' ORDER BY path_id) FROM path_counts) || E'\n' ||
+		coalesce((SELECT string_agg(format('%s %s', hour, count), E'\n' ORDER BY hour) FROM site_hourly), '')`).Scan(&out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,9 +193,9 @@ func TestStartAddsTheJournalThatACrashLeft(t *testing.T) {
 	// after a crash; a mark on about shows whether anything was counted again.
 	execAll(t, db,
 		"INSERT INTO calls (path_id, timestamp) VALUES (1, '2024-01-02T12:00:00Z'), (1, '2024-01-03T09:00:00Z')",
-		"INSERT INTO oxitraffic_writes (daemon, seq, dp, dd, dn, pp, pn, pf) VALUES (7, 1, '{1}', '{19724}', '{1}', '{1}', '{1}', '{1704196800000000}')",
-		"INSERT INTO oxitraffic_writes (daemon, seq, dp, dd, dn, pp, pn, pf) VALUES (7, 2, '{1}', '{19725}', '{1}', '{1}', '{1}', '{1704272400000000}')",
-		"INSERT INTO oxitraffic_writes (daemon, seq, dp, dd, dn, pp, pn, pf, rolled) VALUES (7, 3, '{1}', '{19725}', '{9}', '{1}', '{9}', '{1704272400000000}', true)",
+		"INSERT INTO oxitraffic_writes (daemon, seq, dp, dd, dn, pp, pn, pf, sh, sn) VALUES (7, 1, '{1}', '{19724}', '{1}', '{1}', '{1}', '{1704196800000000}', '{473388}', '{1}')",
+		"INSERT INTO oxitraffic_writes (daemon, seq, dp, dd, dn, pp, pn, pf, sh, sn) VALUES (7, 2, '{1}', '{19725}', '{1}', '{1}', '{1}', '{1704272400000000}', '{473409}', '{1}')",
+		"INSERT INTO oxitraffic_writes (daemon, seq, dp, dd, dn, pp, pn, pf, sh, sn, rolled) VALUES (7, 3, '{1}', '{19725}', '{9}', '{1}', '{9}', '{1704272400000000}', '{473409}', '{9}', true)",
 		"UPDATE path_counts SET first_call = '2000-01-01T00:00:00Z' WHERE path_id = 2",
 	)
 	var log syncBuffer
@@ -202,7 +203,8 @@ func TestStartAddsTheJournalThatACrashLeft(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "1 2024-01-01 1\n1 2024-01-02 2\n1 2024-01-03 1\n2 2024-01-02 1\n" +
-		"1 4 2024-01-01 10:00:00\n2 1 2000-01-01 00:00:00"
+		"1 4 2024-01-01 10:00:00\n2 1 2000-01-01 00:00:00\n" +
+		"2024-01-01 10:00:00 1\n2024-01-02 10:00:00 1\n2024-01-02 11:00:00 1\n2024-01-02 12:00:00 1\n2024-01-03 09:00:00 1"
 	if got := rollupRows(t, db); got != want {
 		t.Errorf("rollups after the check:\n%s\nwant (the journal added, about untouched):\n%s", got, want)
 	}

@@ -111,12 +111,12 @@ type writer struct {
 
 // insertCallsSQL writes a batch and its journal row in one statement: $1 path ids and $2
 // times in microseconds since the epoch, as arrays; $3 the daemon and $4 the sequence
-// number; $5 to $10 what the batch adds to the rollups (see deltaArrays). It inserts the
+// number; $5 to $12 what the batch adds to the rollups (see deltaArrays). It inserts the
 // calls only when the journal row is new.
 const insertCallsSQL = `
 	WITH mark AS (
-		INSERT INTO oxitraffic_writes (daemon, seq, dp, dd, dn, pp, pn, pf)
-		VALUES ($3, $4, $5, $6, $7, $8, $9, $10)
+		INSERT INTO oxitraffic_writes (daemon, seq, dp, dd, dn, pp, pn, pf, sh, sn)
+		VALUES ($3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 		ON CONFLICT (daemon, seq) DO NOTHING
 		RETURNING 1
 	)
@@ -458,7 +458,8 @@ func (w *writer) write(b *batch) error {
 	d.addCalls(b.calls, w.roll.offset)
 	a := d.arrays()
 	args := []any{pq.Array(ids), pq.Array(micros), w.daemon, b.seq,
-		pq.Array(a.dp), pq.Array(a.dd), pq.Array(a.dn), pq.Array(a.pp), pq.Array(a.pn), pq.Array(a.pf)}
+		pq.Array(a.dp), pq.Array(a.dd), pq.Array(a.dn), pq.Array(a.pp), pq.Array(a.pn), pq.Array(a.pf),
+		pq.Array(a.sh), pq.Array(a.sn)}
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
 	res, err := w.insert.ExecContext(ctx, args...)
