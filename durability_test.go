@@ -69,6 +69,12 @@ func startProcess(t *testing.T, dataDir string) *process {
 // burst sends n calls of path from n distinct visitors, 32 at a time, and returns how many
 // were answered 200 with X-OxiTraffic: counted. It stops early when stop is closed.
 func burst(url, path string, n int, stop <-chan struct{}) int64 {
+	return burstFrom(url, path, n, 0, stop)
+}
+
+// burstFrom is burst with the visitors numbered from first on, so that two bursts do not
+// share visitors.
+func burstFrom(url, path string, n, first int, stop <-chan struct{}) int64 {
 	var counted atomic.Int64
 	var wg sync.WaitGroup
 	next := make(chan int)
@@ -80,7 +86,8 @@ func burst(url, path string, n int, stop <-chan struct{}) int64 {
 			for i := range next {
 				req, _ := http.NewRequest(http.MethodGet, url+"/call"+path, nil)
 				req.Header.Set("User-Agent", desktopUA)
-				req.Header.Set("X-Forwarded-For", fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255))
+				v := first + i
+				req.Header.Set("X-Forwarded-For", fmt.Sprintf("10.%d.%d.%d", v>>16&255, v>>8&255, v&255))
 				resp, err := client.Do(req)
 				if err != nil {
 					continue

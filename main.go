@@ -192,6 +192,7 @@ func openStore(ctx context.Context, cfg Config, getenv func(string) string, log 
 		writeDB.Close()
 		return nil, err
 	}
+	st.followPeers()
 	return st, nil
 }
 

@@ -102,7 +102,8 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
-// rollJournalSQL adds journal rows to the rollups, in one statement: it deletes this
+// rollJournalSQL adds journal rows to the rollups, in one statement, and returns the new
+// rollup generation (see rollupGeneration) and how many paths it added calls to: it deletes this
 // daemon's ($1) rows with the sequence numbers $2, whose batches are settled, and marks as
 // rolled the rows of other daemons that are still not rolled $3 after they were written (a
 // crashed daemon's, or one that has lost the answer to a batch and not sent it again yet:
@@ -130,12 +131,23 @@ const rollJournalSQL = `
 		INSERT INTO daily_calls (path_id, day, count)
 		SELECT p, date '1970-01-01' + d::int4, sum(n) FROM r, unnest(r.dp, r.dd, r.dn) AS u (p, d, n) GROUP BY 1, 2
 		ON CONFLICT (path_id, day) DO UPDATE SET count = daily_calls.count + EXCLUDED.count
+	), totals AS (
+		INSERT INTO path_counts (path_id, count, first_call)
+		SELECT p, sum(n), 'epoch'::timestamptz + min(f) * interval '1 microsecond' FROM r, unnest(r.pp, r.pn, r.pf) AS u (p, n, f) GROUP BY 1
+		ON CONFLICT (path_id) DO UPDATE SET
+			count = path_counts.count + EXCLUDED.count,
+			first_call = least(path_counts.first_call, EXCLUDED.first_call)
+		RETURNING 1
+	), gen AS (
+		UPDATE oxitraffic_meta SET value = (value::int8 + 1)::text WHERE key = 'rollup_generation'
+		RETURNING value::int8 AS g
 	)
-	INSERT INTO path_counts (path_id, count, first_call)
-	SELECT p, sum(n), 'epoch'::timestamptz + min(f) * interval '1 microsecond' FROM r, unnest(r.pp, r.pn, r.pf) AS u (p, n, f) GROUP BY 1
-	ON CONFLICT (path_id) DO UPDATE SET
-		count = path_counts.count + EXCLUDED.count,
-		first_call = least(path_counts.first_call, EXCLUDED.first_call)`
+	SELECT coalesce((SELECT g FROM gen), 0), (SELECT count(*) FROM totals)`
+
+// rollupGeneration is a number in oxitraffic_meta that every flush of any daemon raises by
+// one: a daemon whose flush raises it by more, or that finds it changed, learns that
+// another daemon added calls to the rollups.
+const rollupGeneration = "rollup_generation"
 
 // orphanAge is how long a journal row may wait for its own writer before any daemon rolls it.
 const orphanAge = "10 seconds"
@@ -177,18 +189,53 @@ func (r *rollups) due() time.Time {
 
 // flush adds the journal rows of every written batch to the rollups, and those of other
 // daemons that waited orphanAge. A flush that fails keeps its batches for the next one.
-func (r *rollups) flush(ctx context.Context) error {
-	res, err := r.stmt.ExecContext(ctx, r.daemon, pq.Array(r.pending), orphanAge)
+// It returns the rollup generation after it.
+func (r *rollups) flush(ctx context.Context) (int64, error) {
+	var gen, paths int64
+	err := r.stmt.QueryRowContext(ctx, r.daemon, pq.Array(r.pending), orphanAge).Scan(&gen, &paths)
 	if err != nil {
 		r.retry = time.Now().Add(5 * time.Second)
-		return fmt.Errorf("add %d batches to the rollups: %w", len(r.pending), err)
+		return 0, fmt.Errorf("add %d batches to the rollups: %w", len(r.pending), err)
 	}
-	if n, err := res.RowsAffected(); err == nil && n == 0 && len(r.pending) > 0 {
+	if paths == 0 && len(r.pending) > 0 {
 		r.log.Info("a rollup flush whose answer was lost had committed: not added again", "batches", len(r.pending))
 	}
 	r.pending = r.pending[:0]
 	r.rolled, r.retry = time.Now(), time.Time{}
-	return nil
+	return gen, nil
+}
+
+// readCounts returns every path with its id and its number of calls in the rollups.
+func readCounts(ctx context.Context, db *sql.DB) (map[string]int32, map[int32]int64, error) {
+	rows, err := db.QueryContext(ctx, "SELECT p.id, p.path, coalesce(c.count, 0) FROM paths p LEFT JOIN path_counts c ON c.path_id = p.id")
+	if err != nil {
+		return nil, nil, fmt.Errorf("read counts: %w", err)
+	}
+	defer rows.Close()
+	paths, totals := map[string]int32{}, map[int32]int64{}
+	for rows.Next() {
+		var id int32
+		var p string
+		var n int64
+		if err := rows.Scan(&id, &p, &n); err != nil {
+			return nil, nil, fmt.Errorf("read counts: %w", err)
+		}
+		paths[p], totals[id] = id, n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("read counts: %w", err)
+	}
+	return paths, totals, nil
+}
+
+// readGeneration returns the rollup generation, 0 when there is none yet.
+func readGeneration(ctx context.Context, db *sql.DB) (int64, error) {
+	var gen int64
+	err := db.QueryRowContext(ctx, "SELECT coalesce((SELECT value::int8 FROM oxitraffic_meta WHERE key = $1), 0)", rollupGeneration).Scan(&gen)
+	if err != nil {
+		return 0, fmt.Errorf("read rollup generation: %w", err)
+	}
+	return gen, nil
 }
 
 // startProgress is told, during a long start check, that the start is still progressing.
@@ -223,6 +270,11 @@ func syncRollups(ctx context.Context, db *sql.DB, loc *time.Location, progress s
 		}
 	} else if err := rebuildRollups(ctx, tx, offset, progress, log); err != nil {
 		return err
+	}
+	// Daemons running on this database learn from the generation that the rollups changed.
+	if _, err := tx.ExecContext(ctx, `INSERT INTO oxitraffic_meta (key, value) VALUES ($1, '1')
+		ON CONFLICT (key) DO UPDATE SET value = (oxitraffic_meta.value::int8 + 1)::text`, rollupGeneration); err != nil {
+		return fmt.Errorf("check rollups: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("check rollups: %w", err)

@@ -103,6 +103,12 @@ type writer struct {
 
 	committed func([]pendingCall) // told of each written batch before it is acknowledged
 
+	// onPeers, when set, is given the counts of the rollups after another daemon on the
+	// database added to them; gen is the rollup generation this writer last saw.
+	onPeers   atomic.Pointer[func(map[string]int32, map[int32]int64)]
+	gen       int64
+	peerCheck time.Time
+
 	// Counters read by /metrics.
 	written   atomic.Int64
 	batchSize histogram
@@ -154,6 +160,11 @@ func newWriter(ctx context.Context, db *sql.DB, max int, loc *time.Location, com
 		stopped:    make(chan struct{}),
 		batchSize:  newHistogram(1, 4, 16, 64, 256, 1024, maxBatch),
 		latency:    newHistogram(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+	}
+	if w.gen, err = readGeneration(ctx, db); err != nil {
+		insert.Close()
+		flush.Close()
+		return nil, err
 	}
 	w.healthy.Store(true)
 	go w.loop()
@@ -326,6 +337,9 @@ func (w *writer) idle() bool {
 	if len(w.waiting) > 0 {
 		due = w.roll.rolled.Add(minFlushGap)
 	}
+	if w.onPeers.Load() != nil && w.peerCheck.Add(peerEvery).Before(due) {
+		due = w.peerCheck.Add(peerEvery)
+	}
 	timer := time.NewTimer(time.Until(due))
 	defer timer.Stop()
 	select {
@@ -333,6 +347,7 @@ func (w *writer) idle() bool {
 	case <-timer.C:
 		w.answerReads()
 		w.maybeFlushRollups()
+		w.maybeFollowPeers()
 		if time.Since(w.lastDB) >= probeEvery {
 			w.probe()
 		}
@@ -501,11 +516,59 @@ func (w *writer) runFlush() error {
 	defer w.busy()()
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
-	err := w.roll.flush(ctx)
-	if err == nil {
-		w.lastDB = time.Now()
+	gen, err := w.roll.flush(ctx)
+	if err != nil {
+		return err
 	}
-	return err
+	w.lastDB = time.Now()
+	if gen != w.gen+1 {
+		// Another daemon added to the rollups since this one last did: take its counts.
+		w.takePeerCounts(ctx)
+	}
+	w.gen = gen
+	return nil
+}
+
+// peerEvery is how often an idle writer looks whether another daemon added calls.
+const peerEvery = 2 * time.Second
+
+// maybeFollowPeers looks, every peerEvery, whether another daemon added to the rollups,
+// and if so flushes this one's calls and takes the counts.
+func (w *writer) maybeFollowPeers() {
+	if w.onPeers.Load() == nil || time.Since(w.peerCheck) < peerEvery {
+		return
+	}
+	w.peerCheck = time.Now()
+	gen, err := w.readGeneration()
+	if err != nil || gen == w.gen {
+		return
+	}
+	if err := w.runFlush(); err != nil {
+		w.log.Error("cannot add calls to the rollups: trying again later", "err", err)
+	}
+}
+
+// readGeneration reads the rollup generation on the writer's connection.
+func (w *writer) readGeneration() (int64, error) {
+	defer w.busy()()
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	return readGeneration(ctx, w.db)
+}
+
+// takePeerCounts gives onPeers the counts of the rollups, right after this writer's flush,
+// when no call of its own is missing from them.
+func (w *writer) takePeerCounts(ctx context.Context) {
+	f := w.onPeers.Load()
+	if f == nil {
+		return
+	}
+	paths, totals, err := readCounts(ctx, w.db)
+	if err != nil {
+		w.log.Warn("cannot read the counts of other daemons: trying again later", "err", err)
+		return
+	}
+	(*f)(paths, totals)
 }
 
 // requestFlush has the writer add every call written so far to the rollups, so that a read
