@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -287,25 +286,6 @@ func TestNoIPAddressIsStoredOrLogged(t *testing.T) {
 			t.Errorf("stderr holds %s", ip)
 		}
 	}
-}
-
-// pgDump returns the SQL dump of a test database.
-func pgDump(t *testing.T, cfg DBConfig) string {
-	t.Helper()
-	bin, err := pgBinDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(filepath.Join(bin, "pg_dump"), "-h", cfg.Host, "-p", fmt.Sprint(cfg.Port), "-U", cfg.Username, cfg.Database)
-	cmd.Env = append(os.Environ(), "PGPASSWORD="+cfg.Password)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("pg_dump: %v", err)
-	}
-	if !strings.Contains(string(out), "COPY public.calls") {
-		t.Fatalf("pg_dump printed no calls table:\n%s", out)
-	}
-	return string(out)
 }
 
 // TestHealthz checks /healthz while PostgreSQL answers.
