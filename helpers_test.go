@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -234,22 +235,128 @@ func get(t testing.TB, url string) (int, string) {
 // rows returns the number of calls stored for path.
 func (d *daemon) rows(t testing.TB, path string) int {
 	t.Helper()
+	return callRows(t, d.db, path)
+}
+
+// pathRows returns the number of rows in paths.
+func (d *daemon) pathRows(t testing.TB) int {
+	t.Helper()
+	return pathRowsOf(t, d.db)
+}
+
+// callRows returns the number of calls stored in db for path.
+func callRows(t testing.TB, db *sql.DB, path string) int {
+	t.Helper()
 	var n int
-	err := d.db.QueryRow("SELECT count(*) FROM calls c JOIN paths p ON p.id = c.path_id WHERE p.path = $1", path).Scan(&n)
+	err := db.QueryRow("SELECT count(*) FROM calls c JOIN paths p ON p.id = c.path_id WHERE p.path = $1", path).Scan(&n)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return n
 }
 
-// pathRows returns the number of rows in paths.
-func (d *daemon) pathRows(t testing.TB) int {
+// pathRowsOf returns the number of rows in the paths table of db.
+func pathRowsOf(t testing.TB, db *sql.DB) int {
 	t.Helper()
 	var n int
-	if err := d.db.QueryRow("SELECT count(*) FROM paths").Scan(&n); err != nil {
+	if err := db.QueryRow("SELECT count(*) FROM paths").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// testServer is what run would serve, on a fresh database and fake site, reached through
+// its routes() handler without a listener, a log file or a life cycle.
+type testServer struct {
+	h    http.Handler
+	srv  *server
+	db   *sql.DB
+	site *site
+}
+
+// newTestServer builds the store and the server as run does, from a config.yaml with extra
+// lines; the store writes its queue and closes when the test ends.
+func newTestServer(t testing.TB, extra string) *testServer {
+	t.Helper()
+	dbCfg, db := newTestDB(t)
+	st := newSite(t)
+	cfg, err := loadConfig(writeDataDir(t, dbCfg, st.URL, extra), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := applySchema(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	store, err := newStore(ctx, db, db, db, cfg.QueueSize, cfg.parsed.loc, discardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Runs before newTestDB's cleanup: the store closes the pool it was given, which the
+	// second Close leaves closed.
+	t.Cleanup(func() {
+		if err := store.close(ctx); err != nil {
+			t.Errorf("store.close() = %v; want nil", err)
+		}
+	})
+	srv := newServer(cfg, store, testImage, discardLog())
+	return &testServer{h: srv.routes(), srv: srv, db: db, site: st}
+}
+
+// newRequest returns a GET of target as a client sends it: escaped where it must be.
+func newRequest(t testing.TB, target string) *http.Request {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return httptest.NewRequest(http.MethodGet, u.RequestURI(), nil)
+}
+
+// do serves req and returns the answer.
+func (s *testServer) do(req *http.Request) *http.Response {
+	rec := httptest.NewRecorder()
+	s.h.ServeHTTP(rec, req)
+	return rec.Result()
+}
+
+// call requests /call<path> as the visitor behind the given X-Forwarded-For, from a
+// loopback proxy, which is trusted by default; header adds name, value pairs.
+func (s *testServer) call(t testing.TB, path, forwardedFor string, header ...string) *http.Response {
+	t.Helper()
+	req := newRequest(t, "/call"+path)
+	req.RemoteAddr = "127.0.0.1:40000"
+	req.Header.Set("User-Agent", desktopUA)
+	if forwardedFor != "" {
+		req.Header.Set("X-Forwarded-For", forwardedFor)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	return s.do(req)
+}
+
+// get requests target and returns the status and body.
+func (s *testServer) get(t testing.TB, target string) (int, string) {
+	t.Helper()
+	resp := s.do(newRequest(t, target))
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// rows returns the number of calls stored for path.
+func (s *testServer) rows(t testing.TB, path string) int {
+	t.Helper()
+	return callRows(t, s.db, path)
+}
+
+// pathRows returns the number of rows in paths.
+func (s *testServer) pathRows(t testing.TB) int {
+	t.Helper()
+	return pathRowsOf(t, s.db)
 }
 
 // binDir holds the binary that buildBinary built, removed by TestMain.

@@ -1,20 +1,23 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
+	"net/http/httptest"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
 
 // TestCallCountsOncePerVisitorAndPage checks that a visitor counts once per page.
 func TestCallCountsOncePerVisitorAndPage(t *testing.T) {
-	d := startDaemon(t, "")
+	t.Parallel()
+	d := newTestServer(t, "")
 	for _, c := range []struct {
 		path, visitor, want string
 	}{
@@ -39,14 +42,13 @@ func TestCallCountsOncePerVisitorAndPage(t *testing.T) {
 
 // TestCallAnswersTheImage checks the image and the headers of a /call answer.
 func TestCallAnswersTheImage(t *testing.T) {
-	d := startDaemon(t, "")
-	resp, err := http.Get(d.url + "/call/blog")
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Parallel()
+	d := newTestServer(t, "")
+	// Go's own User-Agent is a bot's, which still gets the image.
+	req := httptest.NewRequest(http.MethodGet, "/call/blog", nil)
+	req.Header.Set("User-Agent", "Go-http-client/1.1")
+	resp := d.do(req)
 	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	// http.Get sends Go's User-Agent: a bot, which still gets the image.
 	if resp.StatusCode != 200 || !bytes.Equal(body, testImage) {
 		t.Errorf("GET /call/blog = %d with %d bytes; want 200 with the %d-byte image", resp.StatusCode, len(body), len(testImage))
 	}
@@ -63,6 +65,7 @@ func TestCallAnswersTheImage(t *testing.T) {
 
 // TestForwardedForOnlyFromTrustedProxies checks that X-Forwarded-For is believed only from trusted proxies.
 func TestForwardedForOnlyFromTrustedProxies(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name, config string
 		want         int
@@ -71,7 +74,8 @@ func TestForwardedForOnlyFromTrustedProxies(t *testing.T) {
 		{"loopback not trusted", "trusted_proxies: [\"10.0.0.0/8\"]\n", 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			d := startDaemon(t, c.config)
+			t.Parallel()
+			d := newTestServer(t, c.config)
 			d.call(t, "/blog", "198.51.100.1")
 			d.call(t, "/blog", "198.51.100.2")
 			if n := d.rows(t, "blog"); n != c.want {
@@ -83,7 +87,8 @@ func TestForwardedForOnlyFromTrustedProxies(t *testing.T) {
 
 // TestUnknownPathsAreRefusedAndNotStored checks that paths the tracked site does not serve get 404 and no row.
 func TestUnknownPathsAreRefusedAndNotStored(t *testing.T) {
-	d := startDaemon(t, "")
+	t.Parallel()
+	d := newTestServer(t, "")
 	for _, p := range []string{"/nope", "/away", "/blog/post-2"} {
 		resp := d.call(t, p, "203.0.113.9")
 		if resp.StatusCode != 404 || resp.Header.Get("X-OxiTraffic") != "unknown" {
@@ -101,7 +106,8 @@ func TestUnknownPathsAreRefusedAndNotStored(t *testing.T) {
 
 // TestPathNormalisation checks that the forms of one path are stored as one.
 func TestPathNormalisation(t *testing.T) {
-	d := startDaemon(t, "")
+	t.Parallel()
+	d := newTestServer(t, "")
 	for i, c := range []struct{ request, path string }{
 		{"/blog", "blog"},
 		{"/blog/", "blog"},
@@ -114,7 +120,7 @@ func TestPathNormalisation(t *testing.T) {
 		{"/%C3%BCn%C3%AF", "ünï"},
 	} {
 		d.call(t, c.request, fmt.Sprintf("192.0.2.%d", i+1))
-		status, body := get(t, d.url+"/api/count/"+c.path)
+		status, body := d.get(t, "/api/count/"+c.path)
 		if status != 200 {
 			t.Errorf("after /call%s: GET /api/count/%s = %d %q; want 200", c.request, c.path, status, body)
 		}
@@ -137,7 +143,8 @@ func TestPathNormalisation(t *testing.T) {
 
 // TestInvalidPathsGet400 checks that invalid paths get 400 and are neither checked nor stored.
 func TestInvalidPathsGet400(t *testing.T) {
-	d := startDaemon(t, "")
+	t.Parallel()
+	d := newTestServer(t, "")
 	for _, p := range []string{
 		"/" + strings.Repeat("a", 2049),
 		"/%ff",
@@ -164,14 +171,15 @@ func TestInvalidPathsGet400(t *testing.T) {
 
 // TestAPI checks /api/counts, /api/count and /api/history, times at +05:30.
 func TestAPI(t *testing.T) {
-	d := startDaemon(t, "utc_offset:\n  hours: 5\n  minutes: 30\n")
+	t.Parallel()
+	d := newTestServer(t, "utc_offset:\n  hours: 5\n  minutes: 30\n")
 	for i := range 3 {
 		d.call(t, "/blog", fmt.Sprintf("203.0.113.%d", i+1))
 	}
 	d.call(t, "/about", "203.0.113.1")
 	d.call(t, "/", "203.0.113.1")
 
-	status, body := get(t, d.url+"/api/counts")
+	status, body := d.get(t, "/api/counts")
 	want := `[{"path":"blog","count":3},{"path":"","count":1},{"path":"about","count":1}]` + "\n"
 	if status != 200 || body != want {
 		t.Errorf("GET /api/counts = %d %s; want 200 %s", status, body, want)
@@ -188,7 +196,7 @@ func TestAPI(t *testing.T) {
 		{"/api/history/nope", 404, "unknown path\n"},
 		{"/api/history/blog?from=yesterday", 400, ""},
 	} {
-		status, body := get(t, d.url+c.url)
+		status, body := d.get(t, c.url)
 		if status != c.status || (c.body != "" && body != c.body) {
 			t.Errorf("GET %s = %d %q; want %d %q", c.url, status, body, c.status, c.body)
 		}
@@ -198,7 +206,7 @@ func TestAPI(t *testing.T) {
 	if _, err := d.db.Exec("INSERT INTO calls (path_id, timestamp) SELECT id, '2026-05-01T18:29:59Z' FROM paths WHERE path = 'about'"); err != nil {
 		t.Fatal(err)
 	}
-	status, body = get(t, d.url+"/api/history/about")
+	status, body = d.get(t, "/api/history/about")
 	var times []string
 	if err := json.Unmarshal([]byte(body), &times); err != nil || status != 200 || len(times) != 2 {
 		t.Fatalf("GET /api/history/about = %d %s; want 200 and two times", status, body)
@@ -218,7 +226,7 @@ func TestAPI(t *testing.T) {
 		{"?to=2026-05-01T23:59:59%2B05:30", 0},
 		{"?from=2026-05-01&to=2026-05-01", 1},
 	} {
-		_, body := get(t, d.url+"/api/history/about"+c.query)
+		_, body := d.get(t, "/api/history/about"+c.query)
 		var got []string
 		if err := json.Unmarshal([]byte(body), &got); err != nil || len(got) != c.n {
 			t.Errorf("GET /api/history/about%s = %s; want %d times", c.query, body, c.n)
@@ -241,67 +249,87 @@ func TestConcurrentFirstCallsCheckOnce(t *testing.T) {
 	}
 }
 
-// TestRestartKeepsCounts checks that counts survive a restart and the dedup set does not.
-func TestRestartKeepsCounts(t *testing.T) {
-	d := startDaemon(t, "")
-	d.call(t, "/blog", "203.0.113.1")
-	d.call(t, "/blog", "203.0.113.2")
-	d.stop(t)
-	d.start(t, nil)
-	if status, body := get(t, d.url+"/api/count/blog"); status != 200 || body != "2\n" {
-		t.Errorf("after restart GET /api/count/blog = %d %q; want 200 \"2\\n\"", status, body)
-	}
-	// The dedup set lives in memory only: after a restart a pair counts again.
-	if resp := d.call(t, "/blog", "203.0.113.1"); resp.Header.Get("X-OxiTraffic") != "counted" {
-		t.Errorf("after restart a known visitor's call = %q; want counted", resp.Header.Get("X-OxiTraffic"))
-	}
-}
-
-// TestNoIPAddressIsStoredOrLogged checks the database dump, the log file and stderr for visitors' addresses.
-func TestNoIPAddressIsStoredOrLogged(t *testing.T) {
-	d := startDaemon(t, "")
-	ips := []string{"203.0.113.77", "2001:db8:1234:5678::1"}
-	for _, ip := range ips {
-		d.call(t, "/blog", ip)
-		d.call(t, "/nope", ip)
-		d.call(t, "/%ff", ip)
-	}
-	d.stop(t)
-	dump := pgDump(t, d.dbCfg)
-	logs, err := os.ReadFile(filepath.Join(d.dataDir, logFileName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Contains(logs, []byte("path=blog")) {
-		t.Errorf("log file does not record the call of blog:\n%s", logs)
-	}
-	for _, ip := range append(ips, "2001:db8:1234:5678") {
-		if strings.Contains(dump, ip) {
-			t.Errorf("pg_dump holds %s", ip)
-		}
-		if bytes.Contains(logs, []byte(ip)) {
-			t.Errorf("log file holds %s", ip)
-		}
-		if strings.Contains(d.stderr.String(), ip) {
-			t.Errorf("stderr holds %s", ip)
-		}
-	}
-}
-
 // TestHealthz checks /healthz while PostgreSQL answers.
 func TestHealthz(t *testing.T) {
-	d := startDaemon(t, "")
-	if status, body := get(t, d.url+"/healthz"); status != 200 || body != "ok\n" {
+	t.Parallel()
+	d := newTestServer(t, "")
+	if status, body := d.get(t, "/healthz"); status != 200 || body != "ok\n" {
 		t.Errorf("GET /healthz = %d %q; want 200 \"ok\\n\"", status, body)
 	}
 }
 
-// TestShutdownWritesQueuedCalls checks that a stop right after a burst keeps every acknowledged call.
-func TestShutdownWritesQueuedCalls(t *testing.T) {
-	d := startDaemon(t, "")
-	concurrently(200, func(i int) { d.call(t, "/blog", fmt.Sprintf("10.1.%d.%d", i/250, i%250)) })
-	d.stop(t)
-	if n := d.rows(t, "blog"); n != 200 {
-		t.Errorf("rows after 200 acknowledged calls and a stop = %d; want 200", n)
+// metricLine is one sample line of the Prometheus text format.
+var metricLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (-?[0-9.e+-]+|\+Inf|NaN)$`)
+
+// parseMetrics checks the Prometheus text exposition format and returns the samples.
+func parseMetrics(t *testing.T, body string) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	typed := map[string]bool{}
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "# HELP ") {
+			continue
+		}
+		if f, ok := strings.CutPrefix(line, "# TYPE "); ok {
+			parts := strings.Fields(f)
+			if len(parts) != 2 || !strings.Contains("counter gauge histogram summary untyped", parts[1]) {
+				t.Errorf("bad TYPE line %q", line)
+			}
+			typed[parts[0]] = true
+			continue
+		}
+		m := metricLine.FindStringSubmatch(line)
+		if m == nil {
+			t.Errorf("bad metrics line %q", line)
+			continue
+		}
+		base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(m[1], "_bucket"), "_sum"), "_count")
+		if !typed[m[1]] && !typed[base] {
+			t.Errorf("metric %s has no TYPE line before it", m[1])
+		}
+		v, _ := strconv.ParseFloat(m[4], 64)
+		out[m[1]+m[2]] = v
+	}
+	return out
+}
+
+// TestMetricsMoveWithCalls checks that /metrics is valid exposition text and counts what calls do.
+func TestMetricsMoveWithCalls(t *testing.T) {
+	t.Parallel()
+	d := newTestServer(t, "")
+	status, body := d.get(t, "/metrics")
+	if status != 200 {
+		t.Fatalf("GET /metrics = %d", status)
+	}
+	before := parseMetrics(t, body)
+	d.call(t, "/blog", "203.0.113.1")
+	d.call(t, "/blog", "203.0.113.1")
+	d.call(t, "/nope", "203.0.113.1")
+	d.call(t, "/blog", "203.0.113.1", "User-Agent", "Googlebot")
+	_, body = d.get(t, "/metrics")
+	after := parseMetrics(t, body)
+	for _, c := range []struct {
+		name string
+		want float64
+	}{
+		{`oxitraffic_calls_total{outcome="counted"}`, 1},
+		{`oxitraffic_calls_total{outcome="duplicate"}`, 1},
+		{`oxitraffic_calls_total{outcome="unknown"}`, 1},
+		{`oxitraffic_calls_total{outcome="bot"}`, 1},
+		{`oxitraffic_verifications_total{result="found"}`, 1},
+		{`oxitraffic_verifications_total{result="not_found"}`, 1},
+		{`oxitraffic_calls_written_total`, 1},
+		{`oxitraffic_dedup_entries`, 1},
+		{`oxitraffic_write_batch_size_count`, 1},
+		{`oxitraffic_write_seconds_count`, 1},
+	} {
+		if got := after[c.name] - before[c.name]; got != c.want {
+			t.Errorf("%s moved by %v; want %v", c.name, got, c.want)
+		}
+	}
+	if _, ok := after["oxitraffic_queue_length"]; !ok {
+		t.Errorf("no oxitraffic_queue_length in /metrics")
 	}
 }

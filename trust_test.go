@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"os"
@@ -12,6 +13,7 @@ import (
 
 // TestWhatIsNotCounted checks that bots, prefetches and opted-out visitors get the image and no row.
 func TestWhatIsNotCounted(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name, config string
 		header       []string
@@ -27,7 +29,8 @@ func TestWhatIsNotCounted(t *testing.T) {
 		{"GPC respected", "respect_dnt: true\n", []string{"Sec-GPC", "1"}, "dnt"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			d := startDaemon(t, c.config)
+			t.Parallel()
+			d := newTestServer(t, c.config)
 			resp := d.call(t, "/blog", "203.0.113.50", c.header...)
 			if resp.StatusCode != 200 || resp.Header.Get("X-OxiTraffic") != c.want || resp.Header.Get("Content-Type") != "image/gif" {
 				t.Errorf("GET /call/blog = %d %q %q; want 200 %q with the image", resp.StatusCode, resp.Header.Get("X-OxiTraffic"), resp.Header.Get("Content-Type"), c.want)
@@ -45,7 +48,8 @@ func TestWhatIsNotCounted(t *testing.T) {
 
 // TestIPv6VisitorIsItsSlash64 checks that an IPv6 /64 is one visitor and mapped IPv4 is IPv4.
 func TestIPv6VisitorIsItsSlash64(t *testing.T) {
-	d := startDaemon(t, "")
+	t.Parallel()
+	d := newTestServer(t, "")
 	for _, c := range []struct{ xff, want string }{
 		{"2001:db8:1:2::1", "counted"},
 		{"2001:db8:1:2:aaaa:bbbb:cccc:dddd", "duplicate"}, // same /64, rotated low bits
@@ -165,6 +169,37 @@ func TestAbuseLeavesNoAddressBehind(t *testing.T) {
 			if strings.Contains(string(b), ip) {
 				t.Errorf("%s holds %s", filepath.Base(f), ip)
 			}
+		}
+	}
+}
+
+// TestNoIPAddressIsStoredOrLogged checks the database dump, the log file and stderr for visitors' addresses.
+func TestNoIPAddressIsStoredOrLogged(t *testing.T) {
+	d := startDaemon(t, "")
+	ips := []string{"203.0.113.77", "2001:db8:1234:5678::1"}
+	for _, ip := range ips {
+		d.call(t, "/blog", ip)
+		d.call(t, "/nope", ip)
+		d.call(t, "/%ff", ip)
+	}
+	d.stop(t)
+	dump := pgDump(t, d.dbCfg)
+	logs, err := os.ReadFile(filepath.Join(d.dataDir, logFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(logs, []byte("path=blog")) {
+		t.Errorf("log file does not record the call of blog:\n%s", logs)
+	}
+	for _, ip := range append(ips, "2001:db8:1234:5678") {
+		if strings.Contains(dump, ip) {
+			t.Errorf("pg_dump holds %s", ip)
+		}
+		if bytes.Contains(logs, []byte(ip)) {
+			t.Errorf("log file holds %s", ip)
+		}
+		if strings.Contains(d.stderr.String(), ip) {
+			t.Errorf("stderr holds %s", ip)
 		}
 	}
 }
