@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -35,6 +37,7 @@ type Config struct {
 	Verify           VerifyConfig   `yaml:"verify"`
 	MetricsAddress   string         `yaml:"metrics_address"`
 	Shutdown         ShutdownConfig `yaml:"shutdown"`
+	BadgeLabel       string         `yaml:"badge_label"`
 
 	// parsed holds what validate parsed; it is not a key.
 	parsed parsedConfig
@@ -125,7 +128,8 @@ func defaultConfig() Config {
 			PerMinute:           120,
 			PerVisitorPerMinute: 20,
 		},
-		Shutdown: ShutdownConfig{Timeout: Duration(10 * time.Second)},
+		Shutdown:   ShutdownConfig{Timeout: Duration(10 * time.Second)},
+		BadgeLabel: "visits",
 	}
 }
 
@@ -385,6 +389,9 @@ func (c *Config) validate() error {
 	if c.Shutdown.Timeout <= 0 {
 		return bad("shutdown.timeout", "must be positive")
 	}
+	if err := checkBadgeLabel(c.BadgeLabel); err != nil {
+		return bad("badge_label", "%v", err)
+	}
 	c.parsed = p
 	return nil
 }
@@ -451,4 +458,23 @@ func formatOffset(secs int) string {
 		sign, secs = '-', -secs
 	}
 	return fmt.Sprintf("%c%02d:%02d", sign, secs/3600, secs%3600/60)
+}
+
+// maxBadgeLabel is the longest badge_label, in characters: a badge is a small image.
+const maxBadgeLabel = 32
+
+// checkBadgeLabel accepts a short, printable, non-empty label for the badge.
+func checkBadgeLabel(s string) error {
+	if s == "" {
+		return errors.New("must not be empty")
+	}
+	if !utf8.ValidString(s) || utf8.RuneCountInString(s) > maxBadgeLabel {
+		return fmt.Errorf("%q must be UTF-8 text of at most %d characters", s, maxBadgeLabel)
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return fmt.Errorf("%q holds a character that is not printable", s)
+		}
+	}
+	return nil
 }

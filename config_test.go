@@ -72,6 +72,8 @@ func TestConfigErrors(t *testing.T) {
 		{name: "bad allowed referrer", config: goodConfig + "allowed_referrers: [\"https://\"]\n", want: "config key allowed_referrers"},
 		{name: "allowed referrer with a path", config: goodConfig + "allowed_referrers: [\"example.com/blog\"]\n", want: "config key allowed_referrers"},
 		{name: "bad dedup window", config: goodConfig + "dedup:\n  window: soon\n", want: "dedup.window"},
+		{name: "empty badge label", config: goodConfig + "badge_label: \"\"\n", want: "config key badge_label"},
+		{name: "long badge label", config: goodConfig + "badge_label: " + strings.Repeat("x", 33) + "\n", want: "config key badge_label"},
 		{name: "image not an image", config: replace("pixel.gif", "pixel.txt"), want: "config key response_filename"},
 		{name: "image missing", config: goodConfig, noImage: true, want: "pixel.gif"},
 		{name: "not yaml", config: "db: [", want: "config.yaml"},
@@ -122,10 +124,23 @@ func TestConfigDefaultsAndEnvOverrides(t *testing.T) {
 		{"dedup.window", time.Duration(cfg.Dedup.Window), 24 * time.Hour},
 		{"dedup.max_entries", cfg.Dedup.MaxEntries, 1_000_000},
 		{"utc_offset.hours", cfg.UTCOffset.Hours, 0},
+		{"badge_label", cfg.BadgeLabel, "visits"},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s = %v; want %v", c.key, c.got, c.want)
 		}
+	}
+}
+
+// TestBadgeLabelFromEnv checks that OXITRAFFIC_BADGE_LABEL sets the badge's label.
+func TestBadgeLabelFromEnv(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(goodConfig), 0o600)
+	cfg, err := loadConfig(dir, func(k string) string {
+		return map[string]string{"OXITRAFFIC_BADGE_LABEL": "Leser"}[k]
+	})
+	if err != nil || cfg.BadgeLabel != "Leser" {
+		t.Errorf("loadConfig with OXITRAFFIC_BADGE_LABEL=Leser = %q, %v; want Leser", cfg.BadgeLabel, err)
 	}
 }
 

@@ -57,21 +57,23 @@ var outcomeHeaders = func() (h [numOutcomes][]string) {
 
 // server answers every HTTP request of OxiTraffic.
 type server struct {
-	store    *store
-	verify   *verifier
-	dedup    *dedupSet
-	log      *slog.Logger
-	loc      *time.Location
-	trusted  []netip.Prefix
-	ignore   []netip.Prefix // visitors never counted: the owner's own addresses
-	hosts    []string       // hosts whose pages may embed the counter: the tracked site's and allowed_referrers
-	bots     bool           // ignore crawlers and prefetches
-	dnt      bool           // respect DNT and Sec-GPC
-	site     string         // the tracked website's host, shown on the pages
-	metrics  bool           // serve /metrics on the main listener
-	image    []byte
-	imageHdr http.Header // headers of the image answer, shared by every answer
-	outcomes [numOutcomes]atomic.Int64
+	store   *store
+	verify  *verifier
+	dedup   *dedupSet
+	log     *slog.Logger
+	loc     *time.Location
+	trusted []netip.Prefix
+	ignore  []netip.Prefix // visitors never counted: the owner's own addresses
+	hosts   []string       // hosts whose pages may embed the counter: the tracked site's and allowed_referrers
+	bots    bool           // ignore crawlers and prefetches
+	dnt     bool           // respect DNT and Sec-GPC
+	site    string         // the tracked website's host, shown on the pages
+	metrics bool           // serve /metrics on the main listener
+	// badgeLabel is the badge's label (badge_label); empty: defaultBadgeLabel.
+	badgeLabel string
+	image      []byte
+	imageHdr   http.Header // headers of the image answer, shared by every answer
+	outcomes   [numOutcomes]atomic.Int64
 }
 
 // contentTypes maps the response image's extension to its Content-Type.
@@ -106,6 +108,10 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("GET /api/count/{path...}", s.handleCount)
 	mux.HandleFunc("GET /api/history", s.handleHistory)
 	mux.HandleFunc("GET /api/history/{path...}", s.handleHistory)
+	mux.HandleFunc("GET /api/total", s.handleTotal)
+	mux.HandleFunc("GET /badge", s.handleBadge)
+	mux.HandleFunc("GET /badge/{path...}", s.handleBadge)
+	mux.HandleFunc("GET /robots.txt", s.handleRobots)
 	mux.HandleFunc("GET /dashboard", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/dashboard/", http.StatusMovedPermanently)
 	})
@@ -274,11 +280,6 @@ func httpError(w http.ResponseWriter, status int, msg string) {
 	fmt.Fprintln(w, msg)
 }
 
-// handleCounts answers every path with its count as JSON, highest first.
-func (s *server) handleCounts(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, s.store.counts())
-}
-
 // handleCount answers the count of one path as a bare integer.
 func (s *server) handleCount(w http.ResponseWriter, r *http.Request) {
 	path, err := pathAfter(r.URL.EscapedPath(), "/api/count")
@@ -317,8 +318,13 @@ func (s *server) handleHistory(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
+	asCSV, err := wantCSV(q)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
 	if q.Has("by") {
-		s.writeBuckets(w, r, path, q.Get("by"), tr)
+		s.writeBuckets(w, r, path, q.Get("by"), tr, asCSV)
 		return
 	}
 	var after *historyCursor
@@ -338,6 +344,10 @@ func (s *server) handleHistory(w http.ResponseWriter, r *http.Request) {
 		q.Set("after", page.next.String())
 		next := url.URL{Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: q.Encode()}
 		w.Header().Set("Link", "<"+next.String()+`>; rel="next"`)
+	}
+	if asCSV {
+		s.writeTimesCSV(w, "history-"+fileSafe(path), tr, page.times)
+		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -397,14 +407,14 @@ func checkBuckets(unit bucketUnit, tr timeRange, loc *time.Location) error {
 	return nil
 }
 
-// bucketJSON is one bucket of /api/history?by=.
+// bucketJSON is one bucket of /api/history?by= and /api/total?by=.
 type bucketJSON struct {
 	Start string `json:"start"`
 	Count int64  `json:"count"`
 }
 
-// writeBuckets answers the calls of a path per bucket as JSON.
-func (s *server) writeBuckets(w http.ResponseWriter, r *http.Request, path, by string, tr timeRange) {
+// writeBuckets answers the calls of a path per bucket as JSON or CSV.
+func (s *server) writeBuckets(w http.ResponseWriter, r *http.Request, path, by string, tr timeRange, asCSV bool) {
 	unit, err := parseUnit(by)
 	if err != nil {
 		s.error(w, r, err)
@@ -422,6 +432,15 @@ func (s *server) writeBuckets(w http.ResponseWriter, r *http.Request, path, by s
 		s.error(w, r, err)
 		return
 	}
+	if asCSV {
+		s.writeBucketsCSV(w, "history-"+fileSafe(path)+"-per-"+unit.name, tr, buckets)
+		return
+	}
+	writeBucketsJSON(w, buckets)
+}
+
+// writeBucketsJSON answers buckets as JSON.
+func writeBucketsJSON(w http.ResponseWriter, buckets []bucket) {
 	out := make([]bucketJSON, len(buckets))
 	for i, b := range buckets {
 		out[i] = bucketJSON{b.Start.Format(time.RFC3339), b.Count}
