@@ -181,3 +181,14 @@ func BenchmarkBigCounts(b *testing.B) { benchGet(b, "/api/counts") }
 
 // BenchmarkBigDashboard is the dashboard with 10,000 paths.
 func BenchmarkBigDashboard(b *testing.B) { benchGet(b, "/dashboard/") }
+
+// BenchmarkBigTotalByDay is /api/total?by=day: the whole site per day over two years.
+func BenchmarkBigTotalByDay(b *testing.B) { benchGet(b, "/api/total?by=day") }
+
+// BenchmarkBigCountsRange is /api/counts?from= 30 days ago: the calls of every page in 30 days.
+func BenchmarkBigCountsRange(b *testing.B) {
+	benchGet(b, "/api/counts?from="+time.Now().UTC().AddDate(0, 0, -29).Format(time.DateOnly))
+}
+
+// BenchmarkBigDashboardRange is the dashboard over the last 30 days, with 10,000 pages.
+func BenchmarkBigDashboardRange(b *testing.B) { benchGet(b, "/dashboard/?range=30d") }

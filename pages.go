@@ -19,14 +19,14 @@ import (
 var web embed.FS
 
 // pages are the dashboard's templates, parsed once.
-var pages = template.Must(template.New("").Funcs(template.FuncMap{"calls": calls}).ParseFS(web, "web/pages.html"))
+var pages = template.Must(template.New("").Funcs(template.FuncMap{"calls": calls, "num": thousands}).ParseFS(web, "web/pages.html"))
 
-// calls says how many calls, in words: "1 call", "3 calls".
+// calls says how many calls, in words: "1 call", "3 calls", "1,234 calls".
 func calls(n int64) string {
 	if n == 1 {
 		return "1 call"
 	}
-	return fmt.Sprintf("%d calls", n)
+	return thousands(n) + " calls"
 }
 
 // static is the folder served at /static/.
@@ -40,14 +40,33 @@ var static = func() fs.FS {
 
 // page is what every page shows around its content.
 type page struct {
-	Title  string
-	Site   string
-	Offset string
+	Title       string
+	Description string // the page's meta description
+	Site        string
+	Offset      string
 }
 
 // newPage fills the common parts of a page.
-func (s *server) newPage(title string) page {
-	return page{Title: title, Site: s.site, Offset: s.loc.String()}
+func (s *server) newPage(title, description string) page {
+	return page{Title: title, Description: description, Site: s.site, Offset: s.loc.String()}
+}
+
+// robots keeps crawlers off the pages and the API, whose answers are numbers for the
+// owner and cost a query each; the counter image and the badge may be fetched, as images
+// of the pages that embed them.
+const robots = `# OxiTraffic counts visits of another website; it has nothing to index.
+User-agent: *
+Disallow: /
+Allow: /call
+Allow: /badge
+`
+
+// handleRobots answers robots.txt.
+func (s *server) handleRobots(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "public, max-age=86400")
+	w.Write([]byte(robots))
 }
 
 // render executes a template into a buffer and sends it only when that succeeded.
@@ -90,46 +109,6 @@ func plotLink(p string) string {
 	return "/dashboard/plot/" + strings.Join(segs, "/")
 }
 
-// dashboardRow is one path of the dashboard.
-type dashboardRow struct {
-	Name, Link string
-	Count      int64
-}
-
-// handleDashboard lists every path with its count, highest first, each linking to its plot.
-func (s *server) handleDashboard(w http.ResponseWriter, r *http.Request) {
-	counts := s.store.counts()
-	first, ok, err := s.readFirstCall(r.Context())
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	data := struct {
-		page
-		Counts []dashboardRow
-		Total  int64
-		Since  string
-	}{page: s.newPage("Traffic")}
-	for _, c := range counts {
-		data.Counts = append(data.Counts, dashboardRow{pathName(c.Path), plotLink(c.Path), c.Count})
-		data.Total += c.Count
-	}
-	if ok {
-		data.Since = first.In(s.loc).Format("2 January 2006")
-	}
-	s.render(w, r, "dashboard", data)
-}
-
-// readFirstCall reads the time of the first call of all.
-func (s *server) readFirstCall(ctx context.Context) (time.Time, bool, error) {
-	rd, err := s.store.read(ctx)
-	if err != nil {
-		return time.Time{}, false, err
-	}
-	defer rd.close()
-	return rd.firstCall()
-}
-
 // plotRanges are the ranges a plot offers, in days back from today (0: all).
 var plotRanges = []struct {
 	key, label string
@@ -166,13 +145,8 @@ func (s *server) handlePlot(w http.ResponseWriter, r *http.Request) {
 	if rangeKey == "" {
 		rangeKey = "all"
 	}
-	days := -1
-	for _, pr := range plotRanges {
-		if pr.key == rangeKey {
-			days = pr.days
-		}
-	}
-	if days < 0 {
+	days, ok := rangeDays(rangeKey)
+	if !ok {
 		s.error(w, r, fmt.Errorf("%w: range=%q is not one of 7d, 30d, 1y, all", errBadRequest, rangeKey))
 		return
 	}
@@ -227,14 +201,7 @@ func (s *server) readPlot(ctx context.Context, path string, days int, unit bucke
 	}
 	note := ""
 	if unit == (bucketUnit{}) {
-		span := tr.to.Sub(tr.from)
-		unit = bucketUnit{"day"}
-		if span > 400*24*time.Hour {
-			unit = bucketUnit{"week"}
-		}
-		if span > 5*365*24*time.Hour {
-			unit = bucketUnit{"month"}
-		}
+		unit = plotUnit(tr)
 	}
 	for unit.count(tr.from, tr.to, s.loc) > plotMaxBars {
 		next, ok := unit.coarser()
@@ -247,7 +214,8 @@ func (s *server) readPlot(ctx context.Context, path string, days int, unit bucke
 		note = fmt.Sprintf("Per %s this range has more than %d bars; shown per %s.", unit.name, plotMaxBars, next.name)
 		unit = next
 	}
-	data := plotRead{plotPage: plotPage{page: s.newPage(pathName(path)), Name: pathName(path), Total: total, Note: note}, unit: unit}
+	desc := fmt.Sprintf("Calls of %s on %s over time, counted by OxiTraffic.", pathName(path), s.site)
+	data := plotRead{plotPage: plotPage{page: s.newPage(pathName(path), desc), Name: pathName(path), Total: total, Note: note}, unit: unit}
 	if total == 0 {
 		return data, nil
 	}
@@ -266,6 +234,31 @@ func (s *server) readPlot(ctx context.Context, path string, days int, unit bucke
 		data.SVG = plotData{Path: path, Unit: unit, Buckets: buckets, Before: before}.svg()
 	}
 	return data, nil
+}
+
+// plotUnit is the bucket size of a plot over a range: days, weeks beyond 400 days, months
+// beyond five years.
+func plotUnit(tr timeRange) bucketUnit {
+	span := tr.to.Sub(tr.from)
+	switch {
+	case span > 5*365*24*time.Hour:
+		return bucketUnit{"month"}
+	case span > 400*24*time.Hour:
+		return bucketUnit{"week"}
+	default:
+		return bucketUnit{"day"}
+	}
+}
+
+// rangeDays returns the days back from today of a range key (0: all), and false for a
+// key that is not one of plotRanges.
+func rangeDays(key string) (int, bool) {
+	for _, pr := range plotRanges {
+		if pr.key == key {
+			return pr.days, true
+		}
+	}
+	return 0, false
 }
 
 // startOfDay returns the start of t's day at loc.

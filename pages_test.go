@@ -108,12 +108,18 @@ func TestDashboard(t *testing.T) {
 	}
 	status, body := get(t, d.url+"/dashboard/")
 	for _, want := range []string{
-		`<strong>4 calls</strong> on <strong>3</strong> pages`,
-		`<a href="/dashboard/plot/blog">/blog</a></td><td class="num">2</td>`,
+		`<strong>4 calls</strong> on <strong>3</strong> pages in all`,
+		`<a href="/dashboard/plot/blog">/blog</a></td>`,
+		`<td class="num">2</td>`,
 		`<a href="/dashboard/plot/a%20b">/a b</a>`,
 		`<a href="/dashboard/plot">/</a>`,
 		`href="/static/style.css"`,
+		`<meta name="description" content="Traffic of 127.0.0.1:`,
 		"counted since",
+		"Calls of the whole site per hour",
+		`<svg class="spark"`,
+		`href="/api/counts?format=csv"`,
+		`href="/api/total?by=hour&amp;from=`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("GET /dashboard/ = %d, without %q:\n%s", status, want, body)
@@ -174,6 +180,58 @@ func TestNiceSteps(t *testing.T) {
 	}{{0, 1, 1}, {3, 3, 1}, {7, 8, 2}, {12, 15, 5}, {99, 100, 20}, {1234, 1500, 500}, {1_000_000, 1_000_000, 200_000}} {
 		if top, step := niceMax(c.max, 5); top != c.top || step != c.step {
 			t.Errorf("niceMax(%d, 5) = %d, %d; want %d, %d", c.max, top, step, c.top, c.step)
+		}
+	}
+}
+
+// TestDashboardRanges checks the dashboard's ranges, paging and bounds on 250 pages, whose
+// calls another daemon wrote.
+func TestDashboardRanges(t *testing.T) {
+	d := startDaemon(t, "")
+	// Page pN has N calls, an hour ago; old has one call two years ago.
+	execAll(t, d.db,
+		"INSERT INTO paths (path) SELECT 'p' || g FROM generate_series(1, 250) g",
+		`INSERT INTO calls (path_id, timestamp) SELECT p.id, now() - interval '1 hour'
+		 FROM paths p, generate_series(1, 250) g WHERE g <= substr(p.path, 2)::int`)
+	d.addCalls(t, "old", 0, time.Now().AddDate(-2, 0, 0).Format(time.RFC3339))
+	d.stop(t)
+	d.start(t, nil)
+
+	rows := func(body string) int { return strings.Count(body, `<td class="num rank">`) }
+	status, body := get(t, d.url+"/dashboard/?range=7d")
+	for _, want := range []string{
+		`<strong>31,375 calls</strong>`, `on <strong>250</strong> pages in last 7 days`, `<strong aria-current="true">last 7 days</strong>`,
+		`<a href="/dashboard/plot/p250?range=7d">/p250</a>`, `1 of 3`, `href="/dashboard/?page=2&amp;range=7d" rel="next"`,
+		`href="/api/counts?format=csv&amp;from=`, `Calls of the whole site per hour`,
+	} {
+		if status != 200 || !strings.Contains(body, want) {
+			t.Errorf("GET /dashboard/?range=7d = %d, without %q", status, want)
+		}
+	}
+	if n := rows(body); n != 100 || strings.Contains(body, "/old<") || strings.Contains(body, `rel="prev"`) {
+		t.Errorf("GET /dashboard/?range=7d shows %d rows (want 100), old or a previous link", n)
+	}
+	if n := strings.Count(body, `<svg class="spark"`); n != 100 {
+		t.Errorf("GET /dashboard/?range=7d has %d sparklines; want 100", n)
+	}
+	status, body = get(t, d.url+"/dashboard/?range=7d&page=3")
+	if n := rows(body); status != 200 || n != 50 || !strings.Contains(body, ">201</td>") || strings.Contains(body, `rel="next"`) ||
+		!strings.Contains(body, `href="/dashboard/?page=2&amp;range=7d" rel="prev"`) {
+		t.Errorf("GET /dashboard/?range=7d&page=3 = %d with %d rows; want 50 from rank 201, a previous link and no next", status, n)
+	}
+	// All: the old page too, and the plot per week over two years.
+	status, body = get(t, d.url+"/dashboard/?range=all&page=3")
+	if n := rows(body); status != 200 || n != 51 || !strings.Contains(body, "/old<") || !strings.Contains(body, "Calls of the whole site per week") {
+		t.Errorf("GET /dashboard/?range=all&page=3 = %d with %d rows; want 51 with old, per week", status, n)
+	}
+	status, body = get(t, d.url+"/dashboard/?range=30d")
+	if status != 200 || !strings.Contains(body, "Calls of the whole site per day") || !strings.Contains(body, "<strong>31,375 calls</strong>") ||
+		!strings.Contains(body, "31,376 calls in all") {
+		t.Errorf("GET /dashboard/?range=30d = %d; want the site per day, 31,375 calls in it and 31,376 in all:\n%s", status, body)
+	}
+	for _, q := range []string{"?page=0", "?page=x", "?page=4", "?range=7d&page=4", "?range=2w", "?page=99999999999999999999"} {
+		if status, body := get(t, d.url+"/dashboard/"+q); status != 400 || strings.TrimSpace(body) == "" {
+			t.Errorf("GET /dashboard/%s = %d %q; want 400 with a reason", q, status, body)
 		}
 	}
 }

@@ -24,6 +24,7 @@ const (
 // starting from the calls made before the first bucket, as a line.
 type plotData struct {
 	Path    string
+	Name    string // what the plot shows, when it is not the page at Path
 	Unit    bucketUnit
 	Buckets []bucket
 	Before  int64 // calls before the first bucket
@@ -69,6 +70,9 @@ func (p plotData) svg() template.HTML {
 		}
 	}
 	name := "/" + p.Path
+	if p.Name != "" {
+		name = p.Name
+	}
 	first, last := p.Buckets[0].Start, p.Buckets[n-1].Start
 	title := fmt.Sprintf("Calls of %s per %s: %d in all", name, p.Unit.name, p.Before+total)
 	desc := fmt.Sprintf("%d calls from %s to %s, %d in all before and since; the busiest %s was %s with %d.",
@@ -128,5 +132,42 @@ func (p plotData) svg() template.HTML {
 	fmt.Fprintf(&b, `<text class="legend bars" x="%d" y="%d">calls per %s</text>`, plotLeft, plotHeight-4, p.Unit.name)
 	fmt.Fprintf(&b, `<text class="legend total" x="%d" y="%d" text-anchor="end">running total</text>`, plotWidth-plotRight, plotHeight-4)
 	b.WriteString(`</svg>`)
+	return template.HTML(b.String())
+}
+
+// The sparkline's size in SVG units.
+const (
+	sparkWidth  = 100
+	sparkHeight = 24
+)
+
+// sparkline draws calls per bucket as a small line with its area below, scaled to its own
+// peak, with its peak in words for screen readers.
+func sparkline(values []int64, unit bucketUnit) template.HTML {
+	var peak int64
+	for _, v := range values {
+		peak = max(peak, v)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg class="spark" viewBox="0 0 %d %d" preserveAspectRatio="none" role="img" aria-label="at most %s per %s" xmlns="http://www.w3.org/2000/svg">`,
+		sparkWidth, sparkHeight, calls(peak), unit.name)
+	n := len(values)
+	if n == 0 || peak == 0 {
+		fmt.Fprintf(&b, `<line class="base" x1="0" y1="%d" x2="%d" y2="%d"/></svg>`, sparkHeight-1, sparkWidth, sparkHeight-1)
+		return template.HTML(b.String())
+	}
+	x := func(i int) float64 {
+		if n == 1 {
+			return sparkWidth / 2
+		}
+		return float64(sparkWidth) * float64(i) / float64(n-1)
+	}
+	y := func(v int64) float64 { return 1 + float64(sparkHeight-2)*(1-float64(v)/float64(peak)) }
+	var pts strings.Builder
+	for i, v := range values {
+		fmt.Fprintf(&pts, "%.1f,%.1f ", x(i), y(v))
+	}
+	fmt.Fprintf(&b, `<polygon class="area" points="0,%d %s%d,%d"/>`, sparkHeight, pts.String(), sparkWidth, sparkHeight)
+	fmt.Fprintf(&b, `<polyline class="line" points="%s"/></svg>`, strings.TrimSpace(pts.String()))
 	return template.HTML(b.String())
 }

@@ -84,3 +84,46 @@ func (u bucketUnit) label(t time.Time) string {
 		return t.Format("Jan 2")
 	}
 }
+
+// starts returns the start of every bucket of u from the one holding from to the one
+// holding the instant before to, at loc, as PostgreSQL's date_trunc makes them (weeks
+// start on Mondays, months on the first).
+func (u bucketUnit) starts(from, to time.Time, loc *time.Location) []time.Time {
+	t := u.trunc(from, loc)
+	var out []time.Time
+	for ; t.Before(to); t = u.next(t) {
+		out = append(out, t)
+	}
+	return out
+}
+
+// trunc returns the start at loc of the bucket of u that holds t.
+func (u bucketUnit) trunc(t time.Time, loc *time.Location) time.Time {
+	t = t.In(loc)
+	switch u.name {
+	case "hour":
+		return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), 0, 0, 0, loc)
+	case "week":
+		// Go's weeks start on Sunday (0); PostgreSQL's on Monday.
+		back := (int(t.Weekday()) + 6) % 7
+		return time.Date(t.Year(), t.Month(), t.Day()-back, 0, 0, 0, 0, loc)
+	case "month":
+		return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, loc)
+	default:
+		return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, loc)
+	}
+}
+
+// next returns the start of the bucket after the one starting at t.
+func (u bucketUnit) next(t time.Time) time.Time {
+	switch u.name {
+	case "hour":
+		return t.Add(time.Hour)
+	case "week":
+		return t.AddDate(0, 0, 7)
+	case "month":
+		return t.AddDate(0, 1, 0)
+	default:
+		return t.AddDate(0, 0, 1)
+	}
+}

@@ -1,0 +1,222 @@
+package main
+
+// The dashboard: the whole site's calls over a range, then its pages with their calls in
+// that range, highest first, a page of rows at a time, each with a sparkline.
+
+import (
+	"context"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// dashboardPerPage is how many pages one dashboard page lists.
+const dashboardPerPage = 100
+
+// dashboardRow is one path of the dashboard.
+type dashboardRow struct {
+	Rank       int
+	Name, Link string
+	Count      int64
+	Spark      template.HTML
+}
+
+// dashboardPage is what the dashboard shows.
+type dashboardPage struct {
+	page
+	Ranges     []choice
+	RangeLabel string
+	Total      int64 // calls of the whole site in the range
+	AllTime    int64 // calls of the whole site ever
+	Pages      int   // pages with calls in the range
+	Since      string
+	SVG        template.HTML
+	Rows       []dashboardRow
+	PageNo     int
+	PageCount  int
+	Prev, Next string
+	CSVPages   string
+	CSVSite    string
+}
+
+// handleDashboard shows the whole site's calls over ?range= (7d, 30d, 1y, all; default
+// all), then the pages with their calls in it, ?page= by page.
+func (s *server) handleDashboard(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	rangeKey := q.Get("range")
+	if rangeKey == "" {
+		rangeKey = "all"
+	}
+	days, ok := rangeDays(rangeKey)
+	if !ok {
+		s.error(w, r, fmt.Errorf("%w: range=%q is not one of 7d, 30d, 1y, all", errBadRequest, rangeKey))
+		return
+	}
+	pageNo := 1
+	if v := q.Get("page"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			s.error(w, r, fmt.Errorf("%w: page=%q is not a page number (1, 2, ...)", errBadRequest, v))
+			return
+		}
+		pageNo = n
+	}
+	data, err := s.readDashboard(r.Context(), rangeKey, days, pageNo)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	for _, pr := range plotRanges {
+		data.Ranges = append(data.Ranges, choice{pr.label, dashboardLink(pr.key, 1), pr.key == rangeKey})
+		if pr.key == rangeKey {
+			data.RangeLabel = pr.label
+		}
+	}
+	if pageNo > 1 {
+		data.Prev = dashboardLink(rangeKey, pageNo-1)
+	}
+	if pageNo < data.PageCount {
+		data.Next = dashboardLink(rangeKey, pageNo+1)
+	}
+	s.render(w, r, "dashboard", data)
+}
+
+// dashboardLink is the URL of a page of the dashboard over a range.
+func dashboardLink(rangeKey string, pageNo int) string {
+	q := url.Values{}
+	if rangeKey != "all" {
+		q.Set("range", rangeKey)
+	}
+	if pageNo > 1 {
+		q.Set("page", strconv.Itoa(pageNo))
+	}
+	if len(q) == 0 {
+		return "/dashboard/"
+	}
+	return "/dashboard/?" + q.Encode()
+}
+
+// readDashboard reads what the dashboard over the last days (0: all) shows on page pageNo,
+// with one read slot and at most one rollup flush; a page past the last is errBadRequest.
+func (s *server) readDashboard(ctx context.Context, rangeKey string, days, pageNo int) (dashboardPage, error) {
+	data := dashboardPage{
+		page:    s.newPage("Traffic", fmt.Sprintf("Traffic of %s: calls of the whole site and of each page, counted by OxiTraffic.", s.site)),
+		AllTime: s.store.total(),
+		PageNo:  pageNo,
+	}
+	rd, err := s.store.read(ctx)
+	if err != nil {
+		return data, err
+	}
+	defer rd.close()
+	first, ok, err := rd.firstCall()
+	if err != nil {
+		return data, err
+	}
+	if !ok {
+		if pageNo > 1 {
+			return data, fmt.Errorf("%w: page=%d is past the last page (1)", errBadRequest, pageNo)
+		}
+		data.PageCount = 1
+		return data, nil
+	}
+	data.Since = first.In(s.loc).Format("2 January 2006")
+	today := startOfDay(time.Now(), s.loc)
+	tr := timeRange{from: today.AddDate(0, 0, 1-days), to: today.AddDate(0, 0, 1)}
+	var counts []pathCount
+	if days == 0 {
+		tr.from = startOfDay(first, s.loc)
+		counts = s.store.counts()
+		// Pages known but never called are not pages with calls.
+		for len(counts) > 0 && counts[len(counts)-1].Count == 0 {
+			counts = counts[:len(counts)-1]
+		}
+	} else if counts, err = rd.rangeCounts(tr); err != nil {
+		return data, err
+	}
+	data.Pages = len(counts)
+	data.PageCount = max(1, (len(counts)+dashboardPerPage-1)/dashboardPerPage)
+	if pageNo > data.PageCount {
+		return data, fmt.Errorf("%w: page=%d is past the last page (%d)", errBadRequest, pageNo, data.PageCount)
+	}
+	for _, c := range counts {
+		data.Total += c.Count
+	}
+	last := tr.to.AddDate(0, 0, -1).Format(time.DateOnly)
+	rq := "from=" + tr.from.Format(time.DateOnly) + "&to=" + last
+	data.CSVPages = "/api/counts?format=csv"
+	if days > 0 {
+		data.CSVPages += "&" + rq
+	}
+	unit := dashboardUnit(tr)
+	data.CSVSite = "/api/total?by=" + unit.name + "&" + rq + "&format=csv"
+	if data.Total == 0 {
+		return data, nil
+	}
+	buckets, err := rd.siteBuckets(unit, tr)
+	if err != nil {
+		return data, err
+	}
+	before := int64(0)
+	if days > 0 {
+		if before, err = rd.siteSum(time.Time{}, tr.from); err != nil {
+			return data, err
+		}
+	}
+	data.SVG = plotData{Name: "the whole site", Unit: unit, Buckets: buckets, Before: before}.svg()
+
+	shown := counts[(pageNo-1)*dashboardPerPage : min(len(counts), pageNo*dashboardPerPage)]
+	ids := make([]int32, 0, len(shown))
+	for _, c := range shown {
+		if id, ok := s.store.knownPath(c.Path); ok {
+			ids = append(ids, id)
+		}
+	}
+	sparkUnit := sparkUnit(tr)
+	sparks, err := rd.sparks(ids, sparkUnit, tr)
+	if err != nil {
+		return data, err
+	}
+	starts := sparkUnit.starts(tr.from, tr.to, s.loc)
+	suffix := ""
+	if days > 0 {
+		suffix = "?range=" + rangeKey
+	}
+	for i, c := range shown {
+		id, _ := s.store.knownPath(c.Path)
+		values := make([]int64, len(starts))
+		for j, t := range starts {
+			values[j] = sparks[id][t]
+		}
+		data.Rows = append(data.Rows, dashboardRow{
+			Rank: (pageNo-1)*dashboardPerPage + i + 1, Name: pathName(c.Path), Link: plotLink(c.Path) + suffix,
+			Count: c.Count, Spark: sparkline(values, sparkUnit),
+		})
+	}
+	return data, nil
+}
+
+// dashboardUnit is the bucket size of the site's plot: hours over a week at most, then as
+// a page's plot.
+func dashboardUnit(tr timeRange) bucketUnit {
+	if tr.to.Sub(tr.from) <= 8*24*time.Hour {
+		return bucketUnit{"hour"}
+	}
+	return plotUnit(tr)
+}
+
+// sparkUnit is the bucket size of the sparklines: days over a month at most, weeks over
+// 400 days at most, months beyond.
+func sparkUnit(tr timeRange) bucketUnit {
+	switch span := tr.to.Sub(tr.from); {
+	case span <= 32*24*time.Hour:
+		return bucketUnit{"day"}
+	case span <= 400*24*time.Hour:
+		return bucketUnit{"week"}
+	default:
+		return bucketUnit{"month"}
+	}
+}
