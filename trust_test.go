@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestWhatIsNotCounted checks that bots, prefetches and opted-out visitors get the image and no row.
@@ -60,64 +59,6 @@ func TestIPv6VisitorIsItsSlash64(t *testing.T) {
 		if resp := d.call(t, "/blog", c.xff); resp.Header.Get("X-OxiTraffic") != c.want {
 			t.Errorf("call as %s = %q; want %q", c.xff, resp.Header.Get("X-OxiTraffic"), c.want)
 		}
-	}
-}
-
-// TestChecksOfNewPathsAreBounded checks the negative cache, shared checks and the per-visitor budget.
-func TestChecksOfNewPathsAreBounded(t *testing.T) {
-	d := startDaemon(t, "")
-
-	// 50 requests for one unknown path, at once and after each other: one check.
-	concurrently(25, func(i int) { d.call(t, "/no-such-page", fmt.Sprintf("198.51.100.%d", i+1)) })
-	for i := range 25 {
-		if resp := d.call(t, "/no-such-page", fmt.Sprintf("198.51.100.%d", i+100)); resp.StatusCode != 404 {
-			t.Errorf("unknown path = %d; want 404", resp.StatusCode)
-		}
-	}
-	if n := d.site.requests.Load(); n != 1 {
-		t.Errorf("checks for 50 requests of one unknown path = %d; want 1", n)
-	}
-
-	// 300 distinct unknown paths from one visitor: the visitor's budget bounds the checks.
-	statuses := map[int]int{}
-	start := time.Now()
-	for i := range 300 {
-		resp := d.call(t, fmt.Sprintf("/invented-%d", i), "203.0.113.66")
-		statuses[resp.StatusCode]++
-	}
-	// The budget of 20 refills at 20 a minute while the requests are sent.
-	budget := 20 + int64(time.Since(start).Minutes()*20)
-	if checks := d.site.requests.Load() - 1; checks > budget {
-		t.Errorf("checks for 300 invented paths from one visitor = %d; want at most %d (verify.per_visitor_per_minute)", checks, budget)
-	}
-	if statuses[429] < 300-int(budget) || statuses[200] != 0 {
-		t.Errorf("statuses of 300 invented paths = %v; want 429 beyond the budget and no 200", statuses)
-	}
-
-	// Another visitor still gets its checks, and the daemon still counts.
-	if resp := d.call(t, "/blog", "203.0.113.67"); resp.Header.Get("X-OxiTraffic") != "counted" {
-		t.Errorf("a real page after the flood = %d %q; want counted", resp.StatusCode, resp.Header.Get("X-OxiTraffic"))
-	}
-	if n := d.pathRows(t); n != 1 {
-		t.Errorf("paths rows = %d; want 1 (blog)", n)
-	}
-}
-
-// TestOverallCheckBudget checks verify.per_minute across visitors.
-func TestOverallCheckBudget(t *testing.T) {
-	d := startDaemon(t, "verify:\n  per_minute: 5\n")
-	limited := 0
-	start := time.Now()
-	for i := range 30 {
-		resp := d.call(t, fmt.Sprintf("/invented-%d", i), fmt.Sprintf("198.51.100.%d", i+1))
-		if resp.StatusCode == 429 {
-			limited++
-		}
-	}
-	// The budget of 5 refills at 5 a minute while the requests are sent.
-	budget := 5 + int64(time.Since(start).Minutes()*5)
-	if n := d.site.requests.Load(); n < 5 || n > budget || n+int64(limited) != 30 {
-		t.Errorf("30 invented paths from 30 visitors with per_minute 5: %d checks, %d answered 429; want %d at most, the rest 429", n, limited, budget)
 	}
 }
 
