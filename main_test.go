@@ -60,7 +60,7 @@ func TestMetricsOnTheirOwnAddress(t *testing.T) {
 	logs, _ := os.ReadFile(filepath.Join(d.dataDir, logFileName))
 	m := regexp.MustCompile(`msg=metrics address=(\S+)`).FindSubmatch(logs)
 	if m == nil {
-		t.Fatalf("the log does not name the metrics address:\n%s", logs)
+		t.Fatalf("log line msg=metrics = none; want one with the metrics address:\n%s", logs)
 	}
 	if status, body := get(t, string(m[1])); status != 200 || !strings.Contains(body, "oxitraffic_calls_total") {
 		t.Errorf("GET %s = %d; want 200 with the metrics", m[1], status)
@@ -85,13 +85,13 @@ func TestSIGHUPReopensTheLogFile(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no new log file with \"log file reopened\" within 10s of SIGHUP (%v)", err)
+			t.Fatalf("new %s 10s after SIGHUP = no line \"log file reopened\" (%v); want one", logFileName, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	old, _ := os.ReadFile(logPath + ".1")
 	if !strings.Contains(string(old), "msg=listening") {
-		t.Errorf("the rotated file lost the lines before SIGHUP:\n%s", old)
+		t.Errorf("rotated %s.1 = %q; want the lines before SIGHUP, msg=listening among them", logFileName, old)
 	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	if err := p.cmd.Wait(); err != nil {
@@ -133,7 +133,7 @@ func TestCheckAndVersionFlags(t *testing.T) {
 	}
 	// -check does not listen or write a log.
 	if _, err := os.Stat(filepath.Join(good, logFileName)); err == nil {
-		t.Errorf("-check wrote %s", logFileName)
+		t.Errorf("os.Stat(%s) after -check = nil; want an error: -check writes no log", logFileName)
 	}
 }
 
@@ -155,7 +155,7 @@ func TestSystemdUnit(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "oxitraffic.service")
 	os.WriteFile(path, []byte(strings.ReplaceAll(string(unit), "/usr/local/bin/oxitraffic", bin)), 0o644)
 	if out, err := exec.Command(analyze, "verify", path).CombinedOutput(); err != nil || len(out) > 0 {
-		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+		t.Errorf("systemd-analyze verify = %v, %q; want nil and no output", err, out)
 	}
 	out, err := exec.Command(analyze, "security", "--offline=true", "--no-pager", path).CombinedOutput()
 	if err != nil {
@@ -163,7 +163,7 @@ func TestSystemdUnit(t *testing.T) {
 	}
 	m := regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+) (\S+)`).FindSubmatch(out)
 	if m == nil {
-		t.Fatalf("systemd-analyze security printed no exposure level:\n%s", out)
+		t.Fatalf("systemd-analyze security = no exposure level; want one:\n%s", out)
 	}
 	score, _ := strconv.ParseFloat(string(m[1]), 64)
 	if score > 2.0 {

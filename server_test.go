@@ -256,19 +256,19 @@ func parseMetrics(t *testing.T, body string) map[string]float64 {
 		if f, ok := strings.CutPrefix(line, "# TYPE "); ok {
 			parts := strings.Fields(f)
 			if len(parts) != 2 || !strings.Contains("counter gauge histogram summary untyped", parts[1]) {
-				t.Errorf("bad TYPE line %q", line)
+				t.Errorf("TYPE line %q = malformed; want \"# TYPE name\" and counter, gauge, histogram, summary or untyped", line)
 			}
 			typed[parts[0]] = true
 			continue
 		}
 		m := metricLine.FindStringSubmatch(line)
 		if m == nil {
-			t.Errorf("bad metrics line %q", line)
+			t.Errorf("metrics line %q = malformed; want name{labels} value", line)
 			continue
 		}
 		base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(m[1], "_bucket"), "_sum"), "_count")
 		if !typed[m[1]] && !typed[base] {
-			t.Errorf("metric %s has no TYPE line before it", m[1])
+			t.Errorf("TYPE line before %s = none; want one", m[1])
 		}
 		v, _ := strconv.ParseFloat(m[4], 64)
 		out[m[1]+m[2]] = v
@@ -282,7 +282,7 @@ func TestMetricsMoveWithCalls(t *testing.T) {
 	d := newTestServer(t, "")
 	status, body := d.get(t, "/metrics")
 	if status != 200 {
-		t.Fatalf("GET /metrics = %d", status)
+		t.Fatalf("GET /metrics = %d; want 200", status)
 	}
 	before := parseMetrics(t, body)
 	d.call(t, "/blog", "203.0.113.1")
@@ -311,6 +311,6 @@ func TestMetricsMoveWithCalls(t *testing.T) {
 		}
 	}
 	if _, ok := after["oxitraffic_queue_length"]; !ok {
-		t.Errorf("no oxitraffic_queue_length in /metrics")
+		t.Errorf("oxitraffic_queue_length in GET /metrics = none; want one")
 	}
 }

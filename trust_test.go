@@ -103,12 +103,12 @@ func TestAbuseLeavesNoAddressBehind(t *testing.T) {
 	})
 	for _, ip := range append(ips, "2001:db8:abcd:ef01") {
 		if strings.Contains(dump, ip) {
-			t.Errorf("pg_dump holds %s", ip)
+			t.Errorf("pg_dump = holds %s; want no visitor address", ip)
 		}
 		for _, f := range files {
 			b, _ := os.ReadFile(f)
 			if strings.Contains(string(b), ip) {
-				t.Errorf("%s holds %s", filepath.Base(f), ip)
+				t.Errorf("%s = holds %s; want no visitor address", filepath.Base(f), ip)
 			}
 		}
 	}
@@ -130,17 +130,17 @@ func TestNoIPAddressIsStoredOrLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Contains(logs, []byte("path=blog")) {
-		t.Errorf("log file does not record the call of blog:\n%s", logs)
+		t.Errorf("%s = %q; want the call of blog, path=blog", logFileName, logs)
 	}
 	for _, ip := range append(ips, "2001:db8:1234:5678") {
 		if strings.Contains(dump, ip) {
-			t.Errorf("pg_dump holds %s", ip)
+			t.Errorf("pg_dump = holds %s; want no visitor address", ip)
 		}
 		if bytes.Contains(logs, []byte(ip)) {
-			t.Errorf("log file holds %s", ip)
+			t.Errorf("%s = holds %s; want no visitor address", logFileName, ip)
 		}
 		if strings.Contains(d.stderr.String(), ip) {
-			t.Errorf("stderr holds %s", ip)
+			t.Errorf("stderr = holds %s; want no visitor address", ip)
 		}
 	}
 }
