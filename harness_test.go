@@ -68,6 +68,7 @@ func setupPG() {
 		c, err := pq.NewConfig(dsn)
 		if err != nil {
 			testPG.err = fmt.Errorf("OXITRAFFIC_TEST_DSN: %w", err)
+			return
 		}
 		testPG.cfg = DBConfig{Host: c.Host, Port: int(c.Port), Username: c.User, Password: c.Password, SSLMode: string(c.SSLMode)}
 		if testPG.cfg.Port == 0 {
