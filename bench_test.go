@@ -192,3 +192,6 @@ func BenchmarkBigCountsRange(b *testing.B) {
 
 // BenchmarkBigDashboardRange is the dashboard over the last 30 days, with 10,000 pages.
 func BenchmarkBigDashboardRange(b *testing.B) { benchGet(b, "/dashboard/?range=30d") }
+
+// BenchmarkBigDashboardYear is the dashboard over the last year, with 10,000 pages.
+func BenchmarkBigDashboardYear(b *testing.B) { benchGet(b, "/dashboard/?range=1y") }

@@ -40,6 +40,13 @@ func chromium(t *testing.T, url string, flags ...string) []byte {
 func TestBrowser(t *testing.T) {
 	var daemonURL string
 	blog := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/badges" {
+			// The badge beside the counter, on a light and on a dark page.
+			fmt.Fprintf(w, `<!doctype html><title>badges</title><body style="margin:0">`+
+				`<p style="background:#fff;margin:0;padding:20px">%[2]s</p><p style="background:#0d1117;margin:0;padding:20px">%[2]s</p>`,
+				daemonURL, fmt.Sprintf(`<img src="%[1]s/badge/blog" alt="visits"> <img src="%[1]s/badge/blog/post-1" alt="visits">`, daemonURL))
+			return
+		}
 		if r.URL.Path != "/blog" {
 			http.NotFound(w, r)
 			return
@@ -69,21 +76,41 @@ func TestBrowser(t *testing.T) {
 		times = append(times, now.Add(-time.Duration(i*i%(30*24*60))*time.Minute).UTC().Format(time.RFC3339))
 	}
 	d.addCalls(t, "blog", 0, times...)
+	// More pages, busier and quieter, over two years, so that the list has sparklines.
+	execAll(t, d.db,
+		"INSERT INTO paths (path) SELECT 'blog/post-' || g FROM generate_series(1, 12) g ON CONFLICT DO NOTHING",
+		`INSERT INTO calls (path_id, timestamp)
+		 SELECT p.id, now() - ((g * 7919) % (730 * 24 * 60)) * interval '1 minute' * (1 + (p.id % 3))
+		 FROM paths p, generate_series(1, 4000) g WHERE p.path LIKE 'blog/post-%' AND g % (p.id % 7 + 1) = 0`)
+	d.addCalls(t, "blog", 0)
 	d.stop(t)
 	d.start(t, nil)
+	daemonURL = d.url
 
 	dir, err := filepath.Abs("screenshots")
 	if err != nil {
 		t.Fatal(err)
 	}
 	os.MkdirAll(dir, 0o755)
-	for name, url := range map[string]string{"plot.png": d.url + "/dashboard/plot/blog?range=30d", "dashboard.png": d.url + "/dashboard/"} {
-		shot := filepath.Join(dir, name)
-		os.Remove(shot)
-		chromium(t, url, "--hide-scrollbars", "--window-size=900,700", "--screenshot="+shot)
-		if info, err := os.Stat(shot); err != nil || info.Size() < 1000 {
-			t.Errorf("no screenshot of %s at %s: %v", url, shot, err)
+	desktop, phone := "--window-size=1100,1400", "--window-size=390,1600"
+	dark := []string{"--force-dark-mode", "--blink-settings=preferredColorScheme=0"}
+	for _, shot := range []struct {
+		name, url string
+		flags     []string
+	}{
+		{"plot.png", d.url + "/dashboard/plot/blog?range=30d", []string{"--window-size=900,700"}},
+		{"dashboard.png", d.url + "/dashboard/?range=30d", []string{desktop}},
+		{"dashboard-dark.png", d.url + "/dashboard/?range=30d", append([]string{desktop}, dark...)},
+		{"dashboard-phone.png", d.url + "/dashboard/?range=all", []string{phone}},
+		{"dashboard-phone-dark.png", d.url + "/dashboard/?range=7d", append([]string{phone}, dark...)},
+		{"badge.png", blog.URL + "/badges", []string{"--window-size=420,200"}},
+	} {
+		file := filepath.Join(dir, shot.name)
+		os.Remove(file)
+		chromium(t, shot.url, append([]string{"--hide-scrollbars", "--screenshot=" + file}, shot.flags...)...)
+		if info, err := os.Stat(file); err != nil || info.Size() < 1000 {
+			t.Errorf("no screenshot of %s at %s: %v", shot.url, file, err)
 		}
-		t.Logf("screenshot of %s: %s", url, shot)
+		t.Logf("screenshot of %s: %s", shot.url, file)
 	}
 }

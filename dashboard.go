@@ -9,6 +9,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -28,10 +29,10 @@ type dashboardRow struct {
 type dashboardPage struct {
 	page
 	Ranges     []choice
-	RangeLabel string
-	Total      int64 // calls of the whole site in the range
-	AllTime    int64 // calls of the whole site ever
-	Pages      int   // pages with calls in the range
+	InRange    string // "in the last 30 days"; empty for all
+	Total      int64  // calls of the whole site in the range
+	AllTime    int64  // calls of the whole site ever
+	Pages      int64  // pages with calls in the range
 	Since      string
 	SVG        template.HTML
 	Rows       []dashboardRow
@@ -71,9 +72,9 @@ func (s *server) handleDashboard(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, pr := range plotRanges {
 		data.Ranges = append(data.Ranges, choice{pr.label, dashboardLink(pr.key, 1), pr.key == rangeKey})
-		if pr.key == rangeKey {
-			data.RangeLabel = pr.label
-		}
+	}
+	if days > 0 {
+		data.InRange = "in the " + plotRanges[slices.IndexFunc(plotRanges, func(pr rangeChoice) bool { return pr.key == rangeKey })].label
 	}
 	if pageNo > 1 {
 		data.Prev = dashboardLink(rangeKey, pageNo-1)
@@ -137,7 +138,7 @@ func (s *server) readDashboard(ctx context.Context, rangeKey string, days, pageN
 	} else if counts, err = rd.rangeCounts(tr); err != nil {
 		return data, err
 	}
-	data.Pages = len(counts)
+	data.Pages = int64(len(counts))
 	data.PageCount = max(1, (len(counts)+dashboardPerPage-1)/dashboardPerPage)
 	if pageNo > data.PageCount {
 		return data, fmt.Errorf("%w: page=%d is past the last page (%d)", errBadRequest, pageNo, data.PageCount)

@@ -109,11 +109,14 @@ func plotLink(p string) string {
 	return "/dashboard/plot/" + strings.Join(segs, "/")
 }
 
-// plotRanges are the ranges a plot offers, in days back from today (0: all).
-var plotRanges = []struct {
+// rangeChoice is a range that the plot and the dashboard offer, in days back from today (0: all).
+type rangeChoice struct {
 	key, label string
 	days       int
-}{{"7d", "last 7 days", 7}, {"30d", "last 30 days", 30}, {"1y", "last year", 365}, {"all", "all", 0}}
+}
+
+// plotRanges are the ranges that the plot and the dashboard offer.
+var plotRanges = []rangeChoice{{"7d", "last 7 days", 7}, {"30d", "last 30 days", 30}, {"1y", "last year", 365}, {"all", "all", 0}}
 
 // choice is one link of the plot's range or bucket choices.
 type choice struct {

@@ -200,7 +200,7 @@ func TestDashboardRanges(t *testing.T) {
 	rows := func(body string) int { return strings.Count(body, `<td class="num rank">`) }
 	status, body := get(t, d.url+"/dashboard/?range=7d")
 	for _, want := range []string{
-		`<strong>31,375 calls</strong>`, `on <strong>250</strong> pages in last 7 days`, `<strong aria-current="true">last 7 days</strong>`,
+		`<strong>31,375 calls</strong>`, `on <strong>250</strong> pages in the last 7 days; 31,376 calls in all`, `<strong aria-current="true">last 7 days</strong>`,
 		`<a href="/dashboard/plot/p250?range=7d">/p250</a>`, `1 of 3`, `href="/dashboard/?page=2&amp;range=7d" rel="next"`,
 		`href="/api/counts?format=csv&amp;from=`, `Calls of the whole site per hour`,
 	} {

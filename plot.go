@@ -156,12 +156,11 @@ func sparkline(values []int64, unit bucketUnit) template.HTML {
 		fmt.Fprintf(&b, `<line class="base" x1="0" y1="%d" x2="%d" y2="%d"/></svg>`, sparkHeight-1, sparkWidth, sparkHeight-1)
 		return template.HTML(b.String())
 	}
-	x := func(i int) float64 {
-		if n == 1 {
-			return sparkWidth / 2
-		}
-		return float64(sparkWidth) * float64(i) / float64(n-1)
+	if n == 1 {
+		// One bucket: a level line across.
+		values, n = []int64{values[0], values[0]}, 2
 	}
+	x := func(i int) float64 { return float64(sparkWidth) * float64(i) / float64(n-1) }
 	y := func(v int64) float64 { return 1 + float64(sparkHeight-2)*(1-float64(v)/float64(peak)) }
 	var pts strings.Builder
 	for i, v := range values {
