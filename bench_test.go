@@ -195,3 +195,10 @@ func BenchmarkBigDashboardRange(b *testing.B) { benchGet(b, "/dashboard/?range=3
 
 // BenchmarkBigDashboardYear is the dashboard over the last year, with 10,000 pages.
 func BenchmarkBigDashboardYear(b *testing.B) { benchGet(b, "/dashboard/?range=1y") }
+
+// BenchmarkBigCountsRangeParts is /api/counts from noon 30 days ago to noon yesterday: the
+// parts of the two end days are counted from calls, page by page.
+func BenchmarkBigCountsRangeParts(b *testing.B) {
+	noon := time.Now().UTC().Truncate(24 * time.Hour).Add(12 * time.Hour)
+	benchGet(b, "/api/counts?from="+noon.AddDate(0, 0, -30).Format(time.RFC3339)+"&to="+noon.AddDate(0, 0, -1).Format(time.RFC3339))
+}

@@ -145,8 +145,15 @@ func (r *reader) rangeCounts(tr timeRange) ([]pathCount, error) {
 	whole, hasWhole, parts := splitRange(tr, r.s.loc, true)
 	m := map[int32]int64{}
 	if hasWhole {
-		var err error
-		if m, err = r.dayCounts(whole.from, whole.to); err != nil {
+		beside, err := r.mostlyHistory(whole)
+		if err != nil {
+			return nil, err
+		}
+		read := r.dayCounts
+		if beside {
+			read = r.dayCountsBeside
+		}
+		if m, err = read(whole.from, whole.to); err != nil {
 			return nil, err
 		}
 	}
@@ -177,6 +184,26 @@ func (r *reader) rangeCounts(tr timeRange) ([]pathCount, error) {
 	}
 	sortCounts(out)
 	return out, nil
+}
+
+// mostlyHistory reports whether a range of whole days holds more days of the history
+// (from the first call's day to today) than it leaves out.
+func (r *reader) mostlyHistory(days timeRange) (bool, error) {
+	first, ok, err := r.firstCall()
+	if err != nil || !ok {
+		return false, err
+	}
+	loc := r.s.loc
+	start, end := startOfDay(first, loc), startOfDay(time.Now(), loc).AddDate(0, 0, 1)
+	from, to := start, end
+	if !days.from.IsZero() && days.from.After(from) {
+		from = days.from
+	}
+	if !days.to.IsZero() && days.to.Before(to) {
+		to = days.to
+	}
+	inside := max(0, to.Sub(from))
+	return inside > end.Sub(start)-inside, nil
 }
 
 // sortCounts orders counts highest first, then by path.

@@ -249,3 +249,24 @@ func wallClock(t time.Time, loc *time.Location) time.Time {
 	y, m, d := t.Date()
 	return time.Date(y, m, d, t.Hour(), t.Minute(), t.Second(), 0, loc)
 }
+
+// dayCountsBeside returns the calls of each path in the whole local days from `from` to
+// `to` (zero: open) as its count less its calls on the days outside them, in one snapshot of
+// the rollups: the cheaper read when the range holds most of the history.
+func (r *reader) dayCountsBeside(from, to time.Time) (map[int32]int64, error) {
+	if err := r.fresh(); err != nil {
+		return nil, err
+	}
+	rows, err := r.s.db.QueryContext(r.ctx, `
+		SELECT c.path_id, c.count - coalesce(o.n, 0) FROM path_counts c LEFT JOIN (
+			SELECT path_id, sum(count)::int8 AS n FROM (
+				SELECT path_id, count FROM daily_calls WHERE $1::date IS NOT NULL AND day < $1
+				UNION ALL
+				SELECT path_id, count FROM daily_calls WHERE $2::date IS NOT NULL AND day >= $2
+			) x GROUP BY 1
+		) o USING (path_id)`, nullLocal(from, r.s.loc), nullLocal(to, r.s.loc))
+	if err != nil {
+		return nil, fmt.Errorf("select counts beside a day range: %w", err)
+	}
+	return scanPathCounts(rows, map[int32]int64{}, "select counts beside a day range")
+}
