@@ -127,7 +127,7 @@ func (p plotData) svg() template.HTML {
 	for i := 0; i < n; i += every {
 		x := x0 + slot*float64(i) + slot/2
 		fmt.Fprintf(&b, `<line class="axis" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f"/>`, x, y0, x, y0+4)
-		fmt.Fprintf(&b, `<text class="tick" x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, x, y0+18, p.Unit.label(p.Buckets[i].Start))
+		fmt.Fprintf(&b, `<text class="tick" x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, x, y0+18, p.Unit.tick(p.Buckets[i].Start))
 	}
 	fmt.Fprintf(&b, `<text class="legend bars" x="%d" y="%d">calls per %s</text>`, plotLeft, plotHeight-4, p.Unit.name)
 	fmt.Fprintf(&b, `<text class="legend total" x="%d" y="%d" text-anchor="end">running total</text>`, plotWidth-plotRight, plotHeight-4)

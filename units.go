@@ -85,6 +85,18 @@ func (u bucketUnit) label(t time.Time) string {
 	}
 }
 
+// tick formats a bucket start for a label under the plot's x axis: as label does, but an
+// hour is its time of day alone, and the day where it starts.
+func (u bucketUnit) tick(t time.Time) string {
+	if u.name == "hour" {
+		if t.Hour() == 0 {
+			return t.Format("Jan 2")
+		}
+		return t.Format("15:04")
+	}
+	return u.label(t)
+}
+
 // starts returns the start of every bucket of u from the one holding from to the one
 // holding the instant before to, at loc, as PostgreSQL's date_trunc makes them (weeks
 // start on Mondays, months on the first).
