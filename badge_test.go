@@ -68,11 +68,10 @@ func TestRobots(t *testing.T) {
 	}
 }
 
-// TestBadgeLabel checks that the badge shows the server's label, escaped.
+// TestBadgeLabel checks that the badge shows badge_label, escaped.
 func TestBadgeLabel(t *testing.T) {
-	ts := newTestServer(t, "")
+	ts := newTestServer(t, "badge_label: \"Leser & Co\"\n")
 	ts.call(t, "/blog", "203.0.113.1")
-	ts.srv.badgeLabel = "Leser & Co"
 	if status, body := ts.get(t, "/badge/blog"); status != 200 || !strings.Contains(body, ">Leser &amp; Co</text>") || !strings.Contains(body, ">1</text>") {
 		t.Errorf("GET /badge/blog with the label Leser & Co = %d %s; want it escaped beside 1", status, body)
 	}

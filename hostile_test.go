@@ -593,3 +593,27 @@ func TestLongStartKeepsSystemdInformed(t *testing.T) {
 		t.Errorf("GET /api/count/blog after the rebuild = %q; want 1000", body)
 	}
 }
+
+// TestIdleOutageDoesNotSpin checks that an idle daemon waits between its tries while
+// PostgreSQL is down, longer than the interval at which it adds crashed daemons' rows.
+func TestIdleOutageDoesNotSpin(t *testing.T) {
+	cfg, stopPG, err := startCluster()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stopPG)
+	cfg.Database = "postgres"
+	cfg.ConnectTimeout = Duration(10 * time.Second)
+	st := newSite(t)
+	d := &daemon{dbCfg: cfg, site: st, dataDir: writeDataDir(t, cfg, st.URL, "")}
+	d.start(t, nil)
+	d.call(t, "/blog", "203.0.113.1")
+	time.Sleep(1500 * time.Millisecond) // the call is in the rollups
+	pgCtl(t, cfg, "stop", "-m", "fast")
+	time.Sleep(orphanEvery + 4*time.Second)
+	logs, _ := os.ReadFile(filepath.Join(d.dataDir, logFileName))
+	if n := strings.Count(string(logs), "\n"); n > 40 {
+		t.Errorf("log lines after %s of an idle outage = %d; want a few, one per try", orphanEvery+4*time.Second, n)
+	}
+	pgCtl(t, cfg, "start", "-w")
+}

@@ -161,3 +161,24 @@ func TestTwoDaemonsSurviveAKill(t *testing.T) {
 	}
 	t.Logf("%d calls acknowledged, %d rows", acknowledged, rows)
 }
+
+// TestSurvivorTakesWhatItAddsOfACrashedDaemon checks that a daemon that adds the journal
+// rows of a daemon that crashed also counts them in memory.
+func TestSurvivorTakesWhatItAddsOfACrashedDaemon(t *testing.T) {
+	d := startDaemon(t, "")
+	d.call(t, "/blog", "203.0.113.1")
+	// What a daemon killed right after a batch leaves: the call and its journal row.
+	execAll(t, d.db,
+		"INSERT INTO calls (path_id, timestamp) SELECT id, now() - interval '1 minute' FROM paths WHERE path = 'blog'",
+		`INSERT INTO oxitraffic_writes (daemon, seq, dp, dd, dn, pp, pn, pf, sh, sn, at)
+		 SELECT 99, 1, ARRAY[id::int8], ARRAY[(extract(epoch FROM now()) / 86400)::int8], '{1}', ARRAY[id::int8], '{1}',
+		        ARRAY[(extract(epoch FROM now() - interval '1 minute') * 1e6)::int8], ARRAY[(extract(epoch FROM now()) / 3600)::int8], '{1}',
+		        now() - interval '1 minute'
+		 FROM paths WHERE path = 'blog'`)
+	agree(t, 25*time.Second, "/api/count/blog", "2\n", d)
+	var total int64
+	d.db.QueryRow("SELECT count FROM path_counts").Scan(&total)
+	if total != 2 {
+		t.Errorf("path_counts after the crashed daemon's row was added = %d; want 2", total)
+	}
+}

@@ -103,13 +103,14 @@ func floorDiv(a, b int64) int64 {
 }
 
 // rollJournalSQL adds journal rows to the rollups, in one statement, and returns the new
-// rollup generation (see rollupGeneration) and how many paths it added calls to: it deletes this
+// rollup generation (see rollupGeneration), how many paths it added calls to, and how many
+// rows of other daemons it added: it deletes this
 // daemon's ($1) rows with the sequence numbers $2, whose batches are settled, and marks as
 // rolled the rows of other daemons that are still not rolled $3 after they were written (a
 // crashed daemon's, or one that has lost the answer to a batch and not sent it again yet:
 // the marked row stays, so that its retry still finds it). It adds what it deleted or
-// marked, except rows that another daemon marked before, and deletes rows marked an hour
-// ago. The start check runs it with $1 = 0 and $3 = 0: every row not rolled.
+// marked, except rows that another daemon marked before, and deletes rows marked a week
+// ago (journalKeep). The start check runs it with $1 = 0 and $3 = 0: every row not rolled.
 const rollJournalSQL = `
 	WITH mine AS (
 		DELETE FROM oxitraffic_writes WHERE daemon = $1 AND seq = ANY($2::int8[])
@@ -119,7 +120,7 @@ const rollJournalSQL = `
 		WHERE NOT rolled AND daemon <> $1 AND at <= now() - $3::interval
 		RETURNING dp, dd, dn, pp, pn, pf, sh, sn
 	), stale AS (
-		DELETE FROM oxitraffic_writes WHERE rolled AND daemon <> $1 AND at < now() - interval '1 hour'
+		DELETE FROM oxitraffic_writes WHERE rolled AND daemon <> $1 AND at < now() - interval '7 days'
 	), r AS (
 		SELECT dp, dd, dn, pp, pn, pf, sh, sn FROM mine WHERE NOT rolled
 		UNION ALL SELECT dp, dd, dn, pp, pn, pf, sh, sn FROM orphans
@@ -142,12 +143,16 @@ const rollJournalSQL = `
 		UPDATE oxitraffic_meta SET value = (value::int8 + 1)::text WHERE key = 'rollup_generation'
 		RETURNING value::int8 AS g
 	)
-	SELECT coalesce((SELECT g FROM gen), 0), (SELECT count(*) FROM totals)`
+	SELECT coalesce((SELECT g FROM gen), 0), (SELECT count(*) FROM totals), (SELECT count(*) FROM orphans)`
 
 // rollupGeneration is a number in oxitraffic_meta that every flush of any daemon raises by
 // one: a daemon whose flush raises it by more, or that finds it changed, learns that
 // another daemon added calls to the rollups.
 const rollupGeneration = "rollup_generation"
+
+// journalKeep is how long the marked journal rows of other daemons are kept: a daemon that
+// lost the answer to a batch finds its row when it sends the batch again within that time.
+const journalKeep = 7 * 24 * time.Hour
 
 // orphanAge is how long a journal row may wait for its own writer before any daemon rolls it.
 const orphanAge = "10 seconds"
@@ -161,7 +166,9 @@ type rollups struct {
 	offset  int64   // the UTC offset in seconds, for the days of daily_calls
 	pending []int64 // sequence numbers of written batches not yet rolled
 	rolled  time.Time
+	tried   time.Time // when a flush was last tried
 	retry   time.Time // when a failed flush may be tried again
+	failed  error     // the error of the last flush, nil when it succeeded
 }
 
 // rollupEvery is how long the rollups may lag behind the calls, for reads that do not ask.
@@ -189,20 +196,28 @@ func (r *rollups) due() time.Time {
 
 // flush adds the journal rows of every written batch to the rollups, and those of other
 // daemons that waited orphanAge. A flush that fails keeps its batches for the next one.
-// It returns the rollup generation after it.
-func (r *rollups) flush(ctx context.Context) (int64, error) {
-	var gen, paths int64
-	err := r.stmt.QueryRowContext(ctx, r.daemon, pq.Array(r.pending), orphanAge).Scan(&gen, &paths)
+// It returns the rollup generation after it, and how many rows of other daemons it added.
+func (r *rollups) flush(ctx context.Context) (gen, orphans int64, err error) {
+	var paths int64
+	r.tried = time.Now()
+	err = r.stmt.QueryRowContext(ctx, r.daemon, pq.Array(r.pending), orphanAge).Scan(&gen, &paths, &orphans)
 	if err != nil {
 		r.retry = time.Now().Add(5 * time.Second)
-		return 0, fmt.Errorf("add %d batches to the rollups: %w", len(r.pending), err)
+		r.failed = fmt.Errorf("add %d batches to the rollups: %w", len(r.pending), err)
+		return 0, 0, r.failed
 	}
+	r.failed = nil
 	if paths == 0 && len(r.pending) > 0 {
 		r.log.Info("a rollup flush whose answer was lost had committed: not added again", "batches", len(r.pending))
 	}
 	r.pending = r.pending[:0]
 	r.rolled, r.retry = time.Now(), time.Time{}
-	return gen, nil
+	return gen, orphans, nil
+}
+
+// waitRetry reports whether a failed flush is not to be tried again yet.
+func (r *rollups) waitRetry() bool {
+	return time.Now().Before(r.retry)
 }
 
 // readCounts returns every path with its id and its number of calls in the rollups.
@@ -283,7 +298,7 @@ func syncRollups(ctx context.Context, db *sql.DB, loc *time.Location, progress s
 }
 
 // replayJournal rolls every journal row that no daemon rolled yet into the rollups, and
-// deletes rolled rows an hour old, whose writers are gone.
+// deletes rolled rows older than journalKeep.
 func replayJournal(ctx context.Context, tx *sql.Tx, log *slog.Logger) error {
 	var left int64
 	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM oxitraffic_writes WHERE NOT rolled").Scan(&left); err != nil {
@@ -295,7 +310,7 @@ func replayJournal(ctx context.Context, tx *sql.Tx, log *slog.Logger) error {
 		}
 		log.Info("added the batches that the last run wrote but did not add to the rollups", "batches", left)
 	}
-	if _, err := tx.ExecContext(ctx, "DELETE FROM oxitraffic_writes WHERE rolled AND at < now() - interval '1 hour'"); err != nil {
+	if _, err := tx.ExecContext(ctx, "DELETE FROM oxitraffic_writes WHERE rolled AND at < now() - $1::interval", fmt.Sprintf("%d seconds", int(journalKeep.Seconds()))); err != nil {
 		return fmt.Errorf("clean rollup journal: %w", err)
 	}
 	return nil
@@ -319,7 +334,13 @@ func rebuildRollups(ctx context.Context, tx *sql.Tx, offset int, progress startP
 		query string
 		args  []any
 	}{
-		{"TRUNCATE daily_calls, path_counts, site_hourly, oxitraffic_writes", nil},
+		// Running daemons wait to write until the rebuild commits: a batch is either in
+		// calls before the rebuild counts them, its journal row marked so that nobody
+		// adds it again, or after, with its row to add. The rows are kept (marked), so
+		// that a batch sent again after a lost answer still finds its row.
+		{"LOCK TABLE oxitraffic_writes IN EXCLUSIVE MODE", nil},
+		{"UPDATE oxitraffic_writes SET rolled = true WHERE NOT rolled", nil},
+		{"TRUNCATE daily_calls, path_counts, site_hourly", nil},
 		{"INSERT INTO site_hourly (hour, count) SELECT date_trunc('hour', (timestamp::timestamptz + $1::interval) AT TIME ZONE 'UTC'), count(*) FROM calls GROUP BY 1",
 			[]any{offsetInterval(offset)}},
 		{"INSERT INTO daily_calls (path_id, day, count) SELECT path_id, " + day + ", count(*) FROM calls GROUP BY 1, 2",

@@ -157,12 +157,17 @@ func (s *store) knownPath(path string) (int32, bool) {
 	return id, ok
 }
 
-// remember puts a path and its number of calls into the cache.
+// remember puts a path that the cache does not hold, and its number of calls, into it.
 func (s *store) remember(path string, id int32, n int64) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	// A path known already has a count that is at least as current: the writer's, or the
+	// rollups' that the writer took after another daemon's flush.
+	if _, ok := s.paths[path]; ok {
+		return
+	}
 	s.paths[path] = id
 	s.totals[id] = n
-	s.mu.Unlock()
 }
 
 // committed adds the calls of a written batch to the numbers in memory.

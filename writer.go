@@ -106,8 +106,9 @@ type writer struct {
 	// onPeers, when set, is given the counts of the rollups after another daemon on the
 	// database added to them; gen is the rollup generation this writer last saw.
 	onPeers   atomic.Pointer[func(map[string]int32, map[int32]int64)]
-	gen       int64
+	gen       int64 // -1 until the first flush: the counts loaded at start may miss one
 	peerCheck time.Time
+	mustTake  bool // the counts of other daemons are to be taken at the next flush
 
 	// Counters read by /metrics.
 	written   atomic.Int64
@@ -161,11 +162,7 @@ func newWriter(ctx context.Context, db *sql.DB, max int, loc *time.Location, com
 		batchSize:  newHistogram(1, 4, 16, 64, 256, 1024, maxBatch),
 		latency:    newHistogram(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
 	}
-	if w.gen, err = readGeneration(ctx, db); err != nil {
-		insert.Close()
-		flush.Close()
-		return nil, err
-	}
+	w.gen = -1
 	w.healthy.Store(true)
 	go w.loop()
 	return w, nil
@@ -331,11 +328,17 @@ func (w *writer) idle() bool {
 	if !w.roll.idle() && w.roll.due().Before(due) {
 		due = w.roll.due()
 	}
-	if w.roll.idle() && w.roll.rolled.Add(orphanEvery).Before(due) {
-		due = w.roll.rolled.Add(orphanEvery)
+	if w.roll.idle() {
+		orphans := w.roll.rolled.Add(orphanEvery)
+		if orphans.Before(w.roll.retry) {
+			orphans = w.roll.retry
+		}
+		if orphans.Before(due) {
+			due = orphans
+		}
 	}
 	if len(w.waiting) > 0 {
-		due = w.roll.rolled.Add(minFlushGap)
+		due = w.roll.tried.Add(minFlushGap)
 	}
 	if w.onPeers.Load() != nil && w.peerCheck.Add(peerEvery).Before(due) {
 		due = w.peerCheck.Add(peerEvery)
@@ -410,10 +413,19 @@ const minFlushGap = 100 * time.Millisecond
 // answerReads flushes the rollups for the reads that wait, once minFlushGap has passed
 // since the last flush, and answers them all with its result.
 func (w *writer) answerReads() {
-	if len(w.waiting) == 0 || time.Since(w.roll.rolled) < minFlushGap {
+	if len(w.waiting) == 0 {
 		return
 	}
-	err := w.flushRollups()
+	var err error
+	switch {
+	case w.roll.waitRetry() && !w.roll.idle():
+		// The last flush failed a moment ago: the reads need not wait for the next.
+		err = w.roll.failed
+	case time.Since(w.roll.tried) < minFlushGap:
+		return
+	default:
+		err = w.flushRollups()
+	}
 	for _, req := range w.waiting {
 		req <- err
 	}
@@ -494,7 +506,7 @@ const orphanEvery = 10 * time.Second
 // maybeFlushRollups adds the written calls to the rollups when they are due, and the
 // orphaned journal rows every orphanEvery.
 func (w *writer) maybeFlushRollups() {
-	orphans := w.roll.idle() && time.Since(w.roll.rolled) >= orphanEvery
+	orphans := w.roll.idle() && time.Since(w.roll.rolled) >= orphanEvery && !w.roll.waitRetry()
 	if !orphans && (w.roll.idle() || time.Now().Before(w.roll.due())) {
 		return
 	}
@@ -516,16 +528,20 @@ func (w *writer) runFlush() error {
 	defer w.busy()()
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
-	gen, err := w.roll.flush(ctx)
+	gen, orphans, err := w.roll.flush(ctx)
 	if err != nil {
 		return err
 	}
 	w.lastDB = time.Now()
-	if gen != w.gen+1 {
-		// Another daemon added to the rollups since this one last did: take its counts.
-		w.takePeerCounts(ctx)
+	if gen != w.gen+1 || orphans > 0 {
+		// Another daemon added to the rollups since this one last did, or this one added
+		// another's rows: take the counts.
+		w.mustTake = true
 	}
 	w.gen = gen
+	if w.mustTake && w.takePeerCounts(ctx) {
+		w.mustTake = false
+	}
 	return nil
 }
 
@@ -540,7 +556,7 @@ func (w *writer) maybeFollowPeers() {
 	}
 	w.peerCheck = time.Now()
 	gen, err := w.readGeneration()
-	if err != nil || gen == w.gen {
+	if err != nil || (gen == w.gen && !w.mustTake) {
 		return
 	}
 	if err := w.runFlush(); err != nil {
@@ -557,18 +573,20 @@ func (w *writer) readGeneration() (int64, error) {
 }
 
 // takePeerCounts gives onPeers the counts of the rollups, right after this writer's flush,
-// when no call of its own is missing from them.
-func (w *writer) takePeerCounts(ctx context.Context) {
+// when no call of its own that it acknowledged is missing from them, and reports whether
+// it did (or nobody listens).
+func (w *writer) takePeerCounts(ctx context.Context) bool {
 	f := w.onPeers.Load()
 	if f == nil {
-		return
+		return true
 	}
 	paths, totals, err := readCounts(ctx, w.db)
 	if err != nil {
-		w.log.Warn("cannot read the counts of other daemons: trying again later", "err", err)
-		return
+		w.log.Warn("cannot read the counts of other daemons: trying again at the next flush", "err", err)
+		return false
 	}
 	(*f)(paths, totals)
+	return true
 }
 
 // requestFlush has the writer add every call written so far to the rollups, so that a read
