@@ -65,7 +65,7 @@ browser-test: postgres
 ## bench: /call under load against a bare net/http handler, and the Go benchmarks.
 bench: postgres wrk
 	./bench/run.sh
-	$(GO) test -run '^$$' -bench 'Dedup|Call' -benchtime 1000000x .
+	$(GO) test -run '^$$' -bench 'Dedup|Call|IsBot' -benchtime 1000000x .
 	$(GO) test -run '^$$' -bench 'Big' -benchtime 20x .
 
 ## bots: regenerate bots_gen.go, the crawler patterns, from the npm package isbot (needs npm).
