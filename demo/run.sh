@@ -75,7 +75,9 @@ OxiTraffic is running. Open in a browser:
   health and metrics:                             http://127.0.0.1:$DAEMON_PORT/healthz  /metrics
 
 Each page counts once per visitor: a reload is a duplicate. A page the blog does not
-serve is refused: curl -i http://127.0.0.1:$DAEMON_PORT/call/invented answers 404.
+serve is refused: asked as a browser asks (curl's own User-Agent is a crawler's), this
+answers 404:
+  curl -i -A 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0' http://127.0.0.1:$DAEMON_PORT/call/invented
 
 The daemon's log: $work/data/oxitraffic.log
 Press Ctrl-C to stop everything.
