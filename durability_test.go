@@ -189,16 +189,7 @@ func TestSIGTERMDrainsTheQueue(t *testing.T) {
 
 // TestOutageQueuesCallsUntilPostgreSQLIsBack checks that calls made while PostgreSQL is down are written when it is back, up to queue_size.
 func TestOutageQueuesCallsUntilPostgreSQLIsBack(t *testing.T) {
-	cfg, stopPG, err := startCluster()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stopPG)
-	cfg.Database = "postgres"
-	cfg.ConnectTimeout = Duration(10 * time.Second)
-	st := newSite(t)
-	d := &daemon{dbCfg: cfg, site: st, dataDir: writeDataDir(t, cfg, st.URL, "queue_size: 20\n")}
-	d.start(t, nil)
+	d, cfg := startOwnCluster(t, "queue_size: 20\n", nil)
 
 	if resp := d.call(t, "/blog", "203.0.113.1"); resp.Header.Get("X-OxiTraffic") != "counted" {
 		t.Fatalf("first call = %q; want counted", resp.Header.Get("X-OxiTraffic"))
@@ -268,4 +259,22 @@ func pgCtl(t *testing.T, cfg DBConfig, args ...string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("pg_ctl %s: %v\n%s", args[0], err, out)
 	}
+}
+
+// startOwnCluster runs OxiTraffic, with extra config lines and environment variables, on a
+// PostgreSQL cluster of its own that the test may stop and start; it returns the daemon
+// and the cluster's settings.
+func startOwnCluster(t *testing.T, extra string, env map[string]string) (*daemon, DBConfig) {
+	t.Helper()
+	cfg, stopPG, err := startCluster()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stopPG)
+	cfg.Database = "postgres"
+	cfg.ConnectTimeout = Duration(10 * time.Second)
+	st := newSite(t)
+	d := &daemon{dbCfg: cfg, site: st, dataDir: writeDataDir(t, cfg, st.URL, extra)}
+	d.start(t, env)
+	return d, cfg
 }

@@ -444,13 +444,6 @@ func TestPathVariantsAreOnePath(t *testing.T) {
 // outage several watchdog intervals long, and that every call queued meanwhile is written
 // afterwards.
 func TestWatchdogOutlivesAnOutage(t *testing.T) {
-	cfg, stopPG, err := startCluster()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stopPG)
-	cfg.Database = "postgres"
-	cfg.ConnectTimeout = Duration(10 * time.Second)
 	sock := filepath.Join(t.TempDir(), "notify.sock")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {
@@ -474,9 +467,7 @@ func TestWatchdogOutlivesAnOutage(t *testing.T) {
 		}
 	}()
 	const interval = time.Second
-	st := newSite(t)
-	d := &daemon{dbCfg: cfg, site: st, dataDir: writeDataDir(t, cfg, st.URL, "")}
-	d.start(t, map[string]string{"NOTIFY_SOCKET": sock, "WATCHDOG_USEC": fmt.Sprint(interval.Microseconds())})
+	d, cfg := startOwnCluster(t, "", map[string]string{"NOTIFY_SOCKET": sock, "WATCHDOG_USEC": fmt.Sprint(interval.Microseconds())})
 	d.call(t, "/blog", "203.0.113.1")
 
 	pgCtl(t, cfg, "stop", "-m", "fast")
@@ -533,16 +524,7 @@ func (d *daemon) queueEmpty(t *testing.T) bool {
 // TestDroppedCallDoesNotMarkItsVisitor checks that a call dropped for a full queue leaves
 // its visitor free to be counted later, and that a queued one does not.
 func TestDroppedCallDoesNotMarkItsVisitor(t *testing.T) {
-	cfg, stopPG, err := startCluster()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stopPG)
-	cfg.Database = "postgres"
-	cfg.ConnectTimeout = Duration(10 * time.Second)
-	st := newSite(t)
-	d := &daemon{dbCfg: cfg, site: st, dataDir: writeDataDir(t, cfg, st.URL, "queue_size: 2\n")}
-	d.start(t, nil)
+	d, cfg := startOwnCluster(t, "queue_size: 2\n", nil)
 	d.call(t, "/blog", "203.0.113.1")
 
 	pgCtl(t, cfg, "stop", "-m", "fast")
@@ -597,16 +579,7 @@ func TestLongStartKeepsSystemdInformed(t *testing.T) {
 // TestIdleOutageDoesNotSpin checks that an idle daemon waits between its tries while
 // PostgreSQL is down, longer than the interval at which it adds crashed daemons' rows.
 func TestIdleOutageDoesNotSpin(t *testing.T) {
-	cfg, stopPG, err := startCluster()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stopPG)
-	cfg.Database = "postgres"
-	cfg.ConnectTimeout = Duration(10 * time.Second)
-	st := newSite(t)
-	d := &daemon{dbCfg: cfg, site: st, dataDir: writeDataDir(t, cfg, st.URL, "")}
-	d.start(t, nil)
+	d, cfg := startOwnCluster(t, "", nil)
 	d.call(t, "/blog", "203.0.113.1")
 	time.Sleep(1500 * time.Millisecond) // the call is in the rollups
 	pgCtl(t, cfg, "stop", "-m", "fast")

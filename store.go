@@ -78,22 +78,9 @@ func newStore(ctx context.Context, startDB, readDB, writeDB *sql.DB, queueSize i
 	s := &store{db: readDB, paths: map[string]int32{}, totals: map[int32]int64{}, loc: loc, reads: make(chan struct{}, maxReads)}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	rows, err := startDB.QueryContext(ctx, "SELECT p.id, p.path, coalesce(c.count, 0) FROM paths p LEFT JOIN path_counts c ON c.path_id = p.id")
-	if err != nil {
-		return nil, fmt.Errorf("load paths: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id int32
-		var p string
-		var n int64
-		if err := rows.Scan(&id, &p, &n); err != nil {
-			return nil, fmt.Errorf("load paths: %w", err)
-		}
-		s.paths[p], s.totals[id] = id, n
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("load paths: %w", err)
+	var err error
+	if s.paths, s.totals, err = readCounts(ctx, startDB); err != nil {
+		return nil, err
 	}
 	if s.w, err = newWriter(ctx, writeDB, queueSize, loc, s.committed, log); err != nil {
 		return nil, err

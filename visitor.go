@@ -15,19 +15,7 @@ import (
 // IPv6 is IPv4, and an IPv6 visitor is its /64, since privacy extensions rotate the rest.
 // The address lives only for the request; it is never stored, logged or sent.
 func visitorAddr(r *http.Request, trusted []netip.Prefix) netip.Addr {
-	peer, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	v := peer.Addr().Unmap()
-	if isTrusted(v, trusted) {
-		v = forwardedFor(r.Header.Values("X-Forwarded-For"), trusted, v)
-	}
-	if v.Is6() {
-		p, _ := v.Prefix(64)
-		return p.Addr()
-	}
-	return v
+	return visitorOf(clientAddr(r, trusted))
 }
 
 // forwardedFor walks the X-Forwarded-For chain from the right and returns the first
