@@ -200,6 +200,7 @@ func (s *server) handleCall(w http.ResponseWriter, r *http.Request) {
 		if s.dedup.contains(visitor, path, now) {
 			s.sendImage(w, outDuplicate)
 		} else {
+			s.store.dropCall()
 			s.sendImage(w, outDropped)
 		}
 		return

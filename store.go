@@ -92,6 +92,9 @@ func newStore(ctx context.Context, startDB, readDB, writeDB *sql.DB, queueSize i
 // queue is full. The place is used by recordCall or given back by releaseCall.
 func (s *store) reserveCall() bool { return s.w.reserve() }
 
+// dropCall counts a call that is lost because the queue was full.
+func (s *store) dropCall() { s.w.drop() }
+
 // releaseCall gives back a place that reserveCall took and that is not used.
 func (s *store) releaseCall() { s.w.release() }
 

@@ -174,13 +174,17 @@ func (w *writer) reserve() bool {
 	for {
 		n := w.queued.Load()
 		if n >= int64(w.max) {
-			w.dropped.Add(1)
 			return false
 		}
 		if w.queued.CompareAndSwap(n, n+1) {
 			return true
 		}
 	}
+}
+
+// drop counts a call lost because the queue was full.
+func (w *writer) drop() {
+	w.dropped.Add(1)
 }
 
 // release gives back a reserved place that is not used.
