@@ -55,7 +55,6 @@ func newBatch() *batch {
 // finish tells the batch's requests whether it was committed, the first time only.
 func (b *batch) finish(ok bool) {
 	b.once.Do(func() {
-		b.timer.Stop()
 		b.ok = ok
 		close(b.done)
 	})
@@ -308,6 +307,7 @@ func (w *writer) loop() {
 			w.putBack(b)
 		}
 		b.finish(err == nil)
+		b.timer.Stop()
 		if d := w.droppedCalls(); d > logged {
 			w.log.Error("queue full: calls lost", "lost", d-logged, "lost_total", d, "queue_size", w.max)
 			logged = d
