@@ -9,7 +9,6 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"time"
 )
@@ -47,13 +46,9 @@ type dashboardPage struct {
 // all), then the pages with their calls in it, ?page= by page.
 func (s *server) handleDashboard(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	rangeKey := q.Get("range")
-	if rangeKey == "" {
-		rangeKey = "all"
-	}
-	days, ok := rangeDays(rangeKey)
-	if !ok {
-		s.error(w, r, fmt.Errorf("%w: range=%q is not one of 7d, 30d, 1y, all", errBadRequest, rangeKey))
+	rc, err := parseRangeChoice(q)
+	if err != nil {
+		s.error(w, r, err)
 		return
 	}
 	pageNo := 1
@@ -65,22 +60,22 @@ func (s *server) handleDashboard(w http.ResponseWriter, r *http.Request) {
 		}
 		pageNo = n
 	}
-	data, err := s.readDashboard(r.Context(), rangeKey, days, pageNo)
+	data, err := s.readDashboard(r.Context(), rc, pageNo)
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
 	for _, pr := range plotRanges {
-		data.Ranges = append(data.Ranges, choice{pr.label, dashboardLink(pr.key, 1), pr.key == rangeKey})
+		data.Ranges = append(data.Ranges, choice{pr.label, dashboardLink(pr.key, 1), pr == rc})
 	}
-	if days > 0 {
-		data.InRange = "in the " + plotRanges[slices.IndexFunc(plotRanges, func(pr rangeChoice) bool { return pr.key == rangeKey })].label
+	if rc.days > 0 {
+		data.InRange = "in the " + rc.label
 	}
 	if pageNo > 1 {
-		data.Prev = dashboardLink(rangeKey, pageNo-1)
+		data.Prev = dashboardLink(rc.key, pageNo-1)
 	}
 	if pageNo < data.PageCount {
-		data.Next = dashboardLink(rangeKey, pageNo+1)
+		data.Next = dashboardLink(rc.key, pageNo+1)
 	}
 	s.render(w, r, "dashboard", data)
 }
@@ -100,9 +95,9 @@ func dashboardLink(rangeKey string, pageNo int) string {
 	return "/dashboard/?" + q.Encode()
 }
 
-// readDashboard reads what the dashboard over the last days (0: all) shows on page pageNo,
+// readDashboard reads what the dashboard over the range rc shows on page pageNo,
 // with one read slot and at most one rollup flush; a page past the last is errBadRequest.
-func (s *server) readDashboard(ctx context.Context, rangeKey string, days, pageNo int) (dashboardPage, error) {
+func (s *server) readDashboard(ctx context.Context, rc rangeChoice, pageNo int) (dashboardPage, error) {
 	data := dashboardPage{
 		page:    s.newPage("Traffic", fmt.Sprintf("Traffic of %s: calls of the whole site and of each page, counted by OxiTraffic.", s.site)),
 		AllTime: s.store.total(),
@@ -126,9 +121,9 @@ func (s *server) readDashboard(ctx context.Context, rangeKey string, days, pageN
 	}
 	data.Since = first.In(s.loc).Format("2 January 2006")
 	today := startOfDay(time.Now(), s.loc)
-	tr := timeRange{from: today.AddDate(0, 0, 1-days), to: today.AddDate(0, 0, 1)}
+	tr := timeRange{from: today.AddDate(0, 0, 1-rc.days), to: today.AddDate(0, 0, 1)}
 	var counts []pathCount
-	if days == 0 {
+	if rc.days == 0 {
 		tr.from = startOfDay(first, s.loc)
 		counts = s.store.counts()
 		// Pages known but never called are not pages with calls.
@@ -149,7 +144,7 @@ func (s *server) readDashboard(ctx context.Context, rangeKey string, days, pageN
 	last := tr.to.AddDate(0, 0, -1).Format(time.DateOnly)
 	rq := "from=" + tr.from.Format(time.DateOnly) + "&to=" + last
 	data.CSVPages = "/api/counts?format=csv"
-	if days > 0 {
+	if rc.days > 0 {
 		data.CSVPages += "&" + rq
 	}
 	unit := dashboardUnit(tr)
@@ -162,7 +157,7 @@ func (s *server) readDashboard(ctx context.Context, rangeKey string, days, pageN
 		return data, err
 	}
 	before := int64(0)
-	if days > 0 {
+	if rc.days > 0 {
 		if before, err = rd.siteSum(time.Time{}, tr.from); err != nil {
 			return data, err
 		}
@@ -183,8 +178,8 @@ func (s *server) readDashboard(ctx context.Context, rangeKey string, days, pageN
 	}
 	starts := sparkUnit.starts(tr.from, tr.to, s.loc)
 	suffix := ""
-	if days > 0 {
-		suffix = "?range=" + rangeKey
+	if rc.days > 0 {
+		suffix = "?range=" + rc.key
 	}
 	for i, c := range shown {
 		id, _ := s.store.knownPath(c.Path)

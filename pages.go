@@ -144,13 +144,9 @@ func (s *server) handlePlot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	rangeKey := q.Get("range")
-	if rangeKey == "" {
-		rangeKey = "all"
-	}
-	days, ok := rangeDays(rangeKey)
-	if !ok {
-		s.error(w, r, fmt.Errorf("%w: range=%q is not one of 7d, 30d, 1y, all", errBadRequest, rangeKey))
+	rc, err := parseRangeChoice(q)
+	if err != nil {
+		s.error(w, r, err)
 		return
 	}
 	var unit bucketUnit
@@ -160,17 +156,17 @@ func (s *server) handlePlot(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	data, err := s.readPlot(r.Context(), path, days, unit)
+	data, err := s.readPlot(r.Context(), path, rc.days, unit)
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
 	base := plotLink(path)
 	for _, pr := range plotRanges {
-		data.Ranges = append(data.Ranges, choice{pr.label, base + "?range=" + pr.key, pr.key == rangeKey})
+		data.Ranges = append(data.Ranges, choice{pr.label, base + "?range=" + pr.key, pr == rc})
 	}
 	for _, u := range bucketUnits {
-		data.Units = append(data.Units, choice{"per " + u.name, base + "?range=" + rangeKey + "&by=" + u.name, u.name == data.unit.name})
+		data.Units = append(data.Units, choice{"per " + u.name, base + "?range=" + rc.key + "&by=" + u.name, u.name == data.unit.name})
 	}
 	s.render(w, r, "plot", data.plotPage)
 }
@@ -253,15 +249,18 @@ func plotUnit(tr timeRange) bucketUnit {
 	}
 }
 
-// rangeDays returns the days back from today of a range key (0: all), and false for a
-// key that is not one of plotRanges.
-func rangeDays(key string) (int, bool) {
+// parseRangeChoice returns the range that ?range= names, all when it is empty.
+func parseRangeChoice(q url.Values) (rangeChoice, error) {
+	key := q.Get("range")
+	if key == "" {
+		key = "all"
+	}
 	for _, pr := range plotRanges {
 		if pr.key == key {
-			return pr.days, true
+			return pr, nil
 		}
 	}
-	return 0, false
+	return rangeChoice{}, fmt.Errorf("%w: range=%q is not one of 7d, 30d, 1y, all", errBadRequest, key)
 }
 
 // startOfDay returns the start of t's day at loc.
