@@ -26,6 +26,17 @@ func wantCSV(q url.Values) (bool, error) {
 	}
 }
 
+// parseRangeFormat reads the from=, to= and format= of an API request: the range, and
+// whether the answer is CSV.
+func parseRangeFormat(q url.Values, loc *time.Location) (timeRange, bool, error) {
+	tr, err := parseRange(q, loc)
+	if err != nil {
+		return tr, false, err
+	}
+	asCSV, err := wantCSV(q)
+	return tr, asCSV, err
+}
+
 // csvSafe keeps a spreadsheet from taking a cell for a formula: a cell that starts with
 // =, +, -, @, a tab or a carriage return gets a leading apostrophe, which spreadsheets
 // show as text and do not display.

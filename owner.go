@@ -234,12 +234,7 @@ func (s *server) readRangeCounts(ctx context.Context, tr timeRange) ([]pathCount
 // from= or to=, its calls within that range, paths without any left out.
 func (s *server) handleCounts(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	tr, err := parseRange(q, s.loc)
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	asCSV, err := wantCSV(q)
+	tr, asCSV, err := parseRangeFormat(q, s.loc)
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -260,18 +255,13 @@ func (s *server) handleCounts(w http.ResponseWriter, r *http.Request) {
 // given; with ?by= the whole site's calls per bucket, as JSON or CSV.
 func (s *server) handleTotal(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	tr, err := parseRange(q, s.loc)
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	asCSV, err := wantCSV(q)
+	tr, asCSV, err := parseRangeFormat(q, s.loc)
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
 	if q.Has("by") {
-		s.writeSiteBuckets(w, r, q.Get("by"), tr, asCSV)
+		s.writeBuckets(w, r, q.Get("by"), tr, asCSV, "total", s.readSiteBuckets)
 		return
 	}
 	if asCSV {
@@ -299,32 +289,6 @@ func (s *server) readTotal(ctx context.Context, tr timeRange) (int64, error) {
 	}
 	defer rd.close()
 	return rd.siteTotal(tr)
-}
-
-// writeSiteBuckets answers the whole site's calls per bucket as JSON or CSV.
-func (s *server) writeSiteBuckets(w http.ResponseWriter, r *http.Request, by string, tr timeRange, asCSV bool) {
-	unit, err := parseUnit(by)
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	if !tr.from.IsZero() && !tr.to.IsZero() {
-		// Refused before any read, however busy the database is.
-		if err := checkBuckets(unit, tr, s.loc); err != nil {
-			s.error(w, r, err)
-			return
-		}
-	}
-	buckets, err := s.readSiteBuckets(r.Context(), unit, tr)
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	if asCSV {
-		s.writeBucketsCSV(w, "total-per-"+unit.name, tr, buckets)
-		return
-	}
-	writeBucketsJSON(w, buckets)
 }
 
 // readSiteBuckets reads the whole site's calls per bucket.

@@ -314,18 +314,16 @@ func (s *server) handleHistory(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	tr, err := parseRange(q, s.loc)
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	asCSV, err := wantCSV(q)
+	tr, asCSV, err := parseRangeFormat(q, s.loc)
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
 	if q.Has("by") {
-		s.writeBuckets(w, r, path, q.Get("by"), tr, asCSV)
+		s.writeBuckets(w, r, q.Get("by"), tr, asCSV, "history-"+fileSafe(path),
+			func(ctx context.Context, unit bucketUnit, tr timeRange) ([]bucket, error) {
+				return s.readBuckets(ctx, path, unit, tr)
+			})
 		return
 	}
 	var after *historyCursor
@@ -414,8 +412,11 @@ type bucketJSON struct {
 	Count int64  `json:"count"`
 }
 
-// writeBuckets answers the calls of a path per bucket as JSON or CSV.
-func (s *server) writeBuckets(w http.ResponseWriter, r *http.Request, path, by string, tr timeRange, asCSV bool) {
+// writeBuckets answers the calls per bucket of by= (a page's or the whole site's, as read
+// reads them) as JSON, or as CSV in a file named name-per-unit. The unit, and the number of
+// buckets of a closed range, are checked before any read.
+func (s *server) writeBuckets(w http.ResponseWriter, r *http.Request, by string, tr timeRange, asCSV bool,
+	name string, read func(context.Context, bucketUnit, timeRange) ([]bucket, error)) {
 	unit, err := parseUnit(by)
 	if err != nil {
 		s.error(w, r, err)
@@ -428,13 +429,13 @@ func (s *server) writeBuckets(w http.ResponseWriter, r *http.Request, path, by s
 			return
 		}
 	}
-	buckets, err := s.readBuckets(r.Context(), path, unit, tr)
+	buckets, err := read(r.Context(), unit, tr)
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
 	if asCSV {
-		s.writeBucketsCSV(w, "history-"+fileSafe(path)+"-per-"+unit.name, tr, buckets)
+		s.writeBucketsCSV(w, name+"-per-"+unit.name, tr, buckets)
 		return
 	}
 	writeBucketsJSON(w, buckets)
