@@ -1,5 +1,10 @@
 package main
 
+import (
+	"context"
+	"time"
+)
+
 // followPeers keeps the counts in memory equal to the rollups that every daemon on the
 // database adds to: after another daemon's flush, within a few seconds, the writer reads
 // them and the store takes them, new paths included.
@@ -20,4 +25,48 @@ func (s *store) takeCounts(paths map[string]int32, totals map[int32]int64) {
 	for id, n := range totals {
 		s.totals[id] = n
 	}
+}
+
+// peerEvery is how often an idle writer looks whether another daemon added calls.
+const peerEvery = 2 * time.Second
+
+// maybeFollowPeers looks, every peerEvery, whether another daemon added to the rollups,
+// and if so flushes this one's calls and takes the counts.
+func (w *writer) maybeFollowPeers() {
+	if w.onPeers.Load() == nil || time.Since(w.peerCheck) < peerEvery {
+		return
+	}
+	w.peerCheck = time.Now()
+	gen, err := w.readGeneration()
+	if err != nil || (gen == w.gen && !w.mustTake) {
+		return
+	}
+	if err := w.runFlush(); err != nil {
+		w.log.Error("cannot add calls to the rollups: trying again later", "err", err)
+	}
+}
+
+// readGeneration reads the rollup generation on the writer's connection.
+func (w *writer) readGeneration() (int64, error) {
+	defer w.busy()()
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	return readGeneration(ctx, w.db)
+}
+
+// takePeerCounts gives onPeers the counts of the rollups, right after this writer's flush,
+// when no call of its own that it acknowledged is missing from them, and reports whether
+// it did (or nobody listens).
+func (w *writer) takePeerCounts(ctx context.Context) bool {
+	f := w.onPeers.Load()
+	if f == nil {
+		return true
+	}
+	paths, totals, err := readCounts(ctx, w.db)
+	if err != nil {
+		w.log.Warn("cannot read the counts of other daemons: trying again at the next flush", "err", err)
+		return false
+	}
+	(*f)(paths, totals)
+	return true
 }
