@@ -225,13 +225,8 @@ func TestOutageQueuesCallsUntilPostgreSQLIsBack(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	d.stop(t)
-	db, err := openDB(context.Background(), cfg, startPool, discardLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	var rows int
-	db.QueryRow("SELECT count(*) FROM calls").Scan(&rows)
+	d.db.QueryRow("SELECT count(*) FROM calls").Scan(&rows)
 	if rows != 21 {
 		t.Errorf("rows after the outage = %d; want 21 (1 before, 20 queued)", rows)
 	}
@@ -262,8 +257,8 @@ func pgCtl(t *testing.T, cfg DBConfig, args ...string) {
 }
 
 // startOwnCluster runs OxiTraffic, with extra config lines and environment variables, on a
-// PostgreSQL cluster of its own that the test may stop and start; it returns the daemon
-// and the cluster's settings.
+// PostgreSQL cluster of its own that the test may stop and start, with d.db open on it; it
+// returns the daemon and the cluster's settings.
 func startOwnCluster(t *testing.T, extra string, env map[string]string) (*daemon, DBConfig) {
 	t.Helper()
 	cfg, stopPG, err := startCluster()
@@ -273,8 +268,13 @@ func startOwnCluster(t *testing.T, extra string, env map[string]string) (*daemon
 	t.Cleanup(stopPG)
 	cfg.Database = "postgres"
 	cfg.ConnectTimeout = Duration(10 * time.Second)
+	db, err := openDB(context.Background(), cfg, startPool, discardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
 	st := newSite(t)
-	d := &daemon{dbCfg: cfg, site: st, dataDir: writeDataDir(t, cfg, st.URL, extra)}
+	d := &daemon{dbCfg: cfg, db: db, site: st, dataDir: writeDataDir(t, cfg, st.URL, extra)}
 	d.start(t, env)
 	return d, cfg
 }

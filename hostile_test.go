@@ -503,13 +503,8 @@ func TestWatchdogOutlivesAnOutage(t *testing.T) {
 		return status == 200 && d.queueEmpty(t)
 	})
 	d.stop(t)
-	db, err := openDB(context.Background(), cfg, startPool, discardLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	var rows int
-	db.QueryRow("SELECT count(*) FROM calls").Scan(&rows)
+	d.db.QueryRow("SELECT count(*) FROM calls").Scan(&rows)
 	if rows != 51 {
 		t.Errorf("rows after the outage = %d; want 51 (1 before, 50 queued)", rows)
 	}
