@@ -10,8 +10,10 @@ import (
 // under a random key that lives only in this process's memory.
 //
 // Pairs live in two generations, each with its own key. With a window, the current
-// generation becomes the previous one after one window, and the previous one (key and all)
-// is dropped, so no hash outlives two windows. A pair counts again once the window has
+// generation becomes the previous one after one window; a timer, which runs while any
+// hash is remembered, drops the previous generation's hashes as their window ends and
+// the generation itself (key and all) once it is empty, so that with or without calls no
+// hash outlives its window by more than sweepEvery. A pair counts again once the window has
 // passed since it was counted. Memory is bounded: a generation holds at most half of
 // maxEntries; when the current one is full it replaces the previous one early.
 type dedupSet struct {
@@ -19,13 +21,14 @@ type dedupSet struct {
 	window    time.Duration
 	genCap    int
 	cur, prev *generation
+	sweeping  bool // the timer of sweep is armed
 }
 
 // generation is one key and the open-addressing table of hashes made with it.
 type generation struct {
 	k0, k1 uint64
 	start  time.Time
-	slots  []uint64 // 0 marks an empty slot; a hash of 0 is stored as 1
+	slots  []uint64 // 0 marks an empty slot, gone a dropped hash; hashes of 0 and 1 are stored as 2
 	secs   []uint32 // seconds from start to when the pair was counted; nil without a window
 	n      int
 }
@@ -84,7 +87,52 @@ func (d *dedupSet) seen(visitor netip.Addr, path string, now time.Time) bool {
 		}
 	}
 	d.insert(a, path, now)
+	if d.window > 0 && !d.sweeping {
+		d.sweeping = true
+		time.AfterFunc(d.sweepEvery(), d.sweep)
+	}
 	return false
+}
+
+// sweepEvery is how often the timer drops the hashes whose window has ended: a sixteenth of
+// the window, between 100 ms and a minute.
+func (d *dedupSet) sweepEvery() time.Duration {
+	return min(max(d.window/16, 100*time.Millisecond), time.Minute)
+}
+
+// sweep expires what is due now and runs again while any hash is remembered.
+func (d *dedupSet) sweep() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.expire(time.Now())
+	if d.cur.n == 0 && d.prev == nil {
+		d.sweeping = false
+		return
+	}
+	time.AfterFunc(d.sweepEvery(), d.sweep)
+}
+
+// expire rotates the current generation once its window has passed, and drops the previous
+// generation's hashes whose window has ended, and the generation when none is left; d.mu
+// is held.
+func (d *dedupSet) expire(now time.Time) {
+	if d.window == 0 {
+		return
+	}
+	if now.Sub(d.cur.start) >= d.window {
+		d.rotate(now)
+	}
+	if d.prev == nil {
+		return
+	}
+	// A hash counted secs after the generation's start is still current before this.
+	limit := now.Add(-d.window).Sub(d.prev.start)
+	if limit < 0 {
+		return
+	}
+	if d.prev.prune(uint32(min(limit/time.Second, 1<<32-1))); d.prev.n == 0 {
+		d.prev = nil
+	}
 }
 
 // contains reports whether the pair was counted within the window, without remembering it.
@@ -109,7 +157,8 @@ func (d *dedupSet) insert(a [16]byte, path string, now time.Time) {
 	if d.cur.n >= d.genCap {
 		d.rotate(now)
 	}
-	d.cur.insert(d.cur.hash(a, path), uint32(now.Sub(d.cur.start)/time.Second))
+	// A request's now may be older than the generation, which a sweep began meanwhile.
+	d.cur.insert(d.cur.hash(a, path), uint32(max(now.Sub(d.cur.start), 0)/time.Second))
 }
 
 // rotate makes the current generation the previous one and drops the previous one with its key.
@@ -129,12 +178,27 @@ func (d *dedupSet) len() int {
 	return n
 }
 
-// hash is SipHash-2-4 of the pair under the generation's key, never 0.
+// gone marks a slot whose hash was dropped: lookups go on past it, inserts never reuse it
+// (only the previous generation, which takes no insert, drops hashes).
+const gone = 1
+
+// prune drops, in place, the hashes counted fewer than secs seconds after the
+// generation's start, leaving gone in their slots.
+func (g *generation) prune(secs uint32) {
+	for i, h := range g.slots {
+		if h > gone && g.secs[i] < secs {
+			g.slots[i], g.secs[i] = gone, 0
+			g.n--
+		}
+	}
+}
+
+// hash is SipHash-2-4 of the pair under the generation's key, never 0 (empty) or gone.
 func (g *generation) hash(a [16]byte, path string) uint64 {
-	if h := sipHashPair(g.k0, g.k1, a, path); h != 0 {
+	if h := sipHashPair(g.k0, g.k1, a, path); h > gone {
 		return h
 	}
-	return 1
+	return gone + 1
 }
 
 // lookup finds h and returns the seconds stored with it.
@@ -179,7 +243,7 @@ func (g *generation) grow() {
 	}
 	g.n = 0
 	for i, h := range old {
-		if h == 0 {
+		if h <= gone {
 			continue
 		}
 		var s uint32

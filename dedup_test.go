@@ -116,3 +116,34 @@ func BenchmarkDedupDuplicate(b *testing.B) {
 		d.seen(a, "blog/post-1", now)
 	}
 }
+
+// TestDedupExpiresWithoutCalls checks that the hashes of a window go once it has passed,
+// each at its own time, and the old generation with its key once it is empty.
+func TestDedupExpiresWithoutCalls(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	d := newDedupSet(time.Hour, 1000, t0)
+	for i := range 10 {
+		d.seen(netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}), "blog", t0.Add(time.Duration(i)*5*time.Minute))
+	}
+	for _, c := range []struct {
+		after time.Duration
+		want  int
+	}{
+		{59 * time.Minute, 10}, // the first is 59 minutes old
+		{61 * time.Minute, 9},  // rotated; the first is past its window
+		{90 * time.Minute, 4},  // those counted at 35, 40, 45 and 50 minutes are left
+		{105 * time.Minute, 1}, // the one counted at 45... is gone, 50 is not
+		{111 * time.Minute, 0}, // none left
+	} {
+		d.mu.Lock()
+		d.expire(t0.Add(c.after))
+		prev := d.prev
+		d.mu.Unlock()
+		if got := d.len(); got != c.want {
+			t.Errorf("after %s with no call: %d hashes; want %d", c.after, got, c.want)
+		}
+		if c.want == 0 && prev != nil {
+			t.Errorf("after %s with no call: the old generation is kept; want it dropped with its key", c.after)
+		}
+	}
+}

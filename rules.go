@@ -43,7 +43,7 @@ func notImage(h http.Header) bool {
 }
 
 // otherSite reports whether the Referer names a page of a host that is not one of hosts
-// (lower case): another site embeds the counter. Without a Referer nothing is known. A
+// (lower-case ASCII, as asciiHost makes them): another site embeds the counter. Without a Referer nothing is known. A
 // leading "www." is ignored on both sides, since a site is commonly served under both
 // names; a Referer that names no host counts as another site.
 func otherSite(h http.Header, hosts []string) bool {
@@ -54,6 +54,12 @@ func otherSite(h http.Header, hosts []string) bool {
 	host, ok := refererHost(ref)
 	if !ok {
 		return true
+	}
+	if !isASCII(host) {
+		// Browsers send punycode; a client that sends the name as written is compared the same way.
+		if host, ok = asciiOr(host); !ok {
+			return true
+		}
 	}
 	host = trimWWW(host)
 	for _, a := range hosts {
@@ -89,6 +95,12 @@ func refererHost(u string) (string, bool) {
 	}
 	rest = strings.TrimSuffix(rest, ".")
 	return rest, rest != ""
+}
+
+// asciiOr returns asciiHost of a host, or false when it has no ASCII form.
+func asciiOr(host string) (string, bool) {
+	a, err := asciiHost(host)
+	return a, err == nil
 }
 
 // trimWWW removes a leading "www." in any case.

@@ -24,6 +24,7 @@ type outcome int
 const (
 	outCounted outcome = iota
 	outQueued
+	outHeld
 	outDuplicate
 	outBot
 	outPrefetch
@@ -42,9 +43,15 @@ const (
 
 // outcomeNames are the X-OxiTraffic values and the metrics labels of the outcomes.
 var outcomeNames = [numOutcomes]string{
-	"counted", "queued", "duplicate", "bot", "prefetch", "dnt",
+	"counted", "queued", "held", "duplicate", "bot", "prefetch", "dnt",
 	"head", "not-image", "other-site", "ignored", "dropped",
 	"invalid", "unknown", "limited", "unavailable",
+}
+
+// passing reports whether a call was not counted for a reason that may pass (a full queue,
+// a spent budget, an error): such an answer is not cached, so that the browser asks again.
+func (o outcome) passing() bool {
+	return o == outDropped || o == outLimited || o == outUnavailable
 }
 
 // outcomeHeaders are the X-OxiTraffic header values, made once so that answers share them.
@@ -68,11 +75,14 @@ type server struct {
 	bots    bool           // ignore crawlers and prefetches
 	dnt     bool           // respect DNT and Sec-GPC
 	site    string         // the tracked website's host, shown on the pages
-	metrics bool           // serve /metrics on the main listener
+	metrics bool           // serve /metrics on the main listener, to this machine only
+	// outcomeHeader sends X-OxiTraffic with every /call answer (outcome_header).
+	outcomeHeader bool
 	// badgeLabel is the badge's label (badge_label); empty: defaultBadgeLabel.
 	badgeLabel string
 	image      []byte
 	imageHdr   http.Header // headers of the image answer, shared by every answer
+	noStoreHdr http.Header // the same for answers that did not count for a reason that passes
 	outcomes   [numOutcomes]atomic.Int64
 }
 
@@ -103,27 +113,53 @@ func (s *server) routes() http.Handler {
 	// A prefix, not /call/{path...}: handleCall reads the escaped path itself, and the
 	// wildcard's matching cost two allocations per call.
 	mux.HandleFunc("GET /call/", s.handleCall)
-	mux.HandleFunc("GET /api/counts", s.handleCounts)
-	mux.HandleFunc("GET /api/count", s.handleCount)
-	mux.HandleFunc("GET /api/count/{path...}", s.handleCount)
-	mux.HandleFunc("GET /api/history", s.handleHistory)
-	mux.HandleFunc("GET /api/history/{path...}", s.handleHistory)
-	mux.HandleFunc("GET /api/total", s.handleTotal)
-	mux.HandleFunc("GET /badge", s.handleBadge)
-	mux.HandleFunc("GET /badge/{path...}", s.handleBadge)
+	// The owner's reads share the database's read slots fairly between clients.
+	mux.HandleFunc("GET /api/counts", s.perClient(s.handleCounts))
+	mux.HandleFunc("GET /api/count", s.perClient(s.handleCount))
+	mux.HandleFunc("GET /api/count/{path...}", s.perClient(s.handleCount))
+	mux.HandleFunc("GET /api/history", s.perClient(s.handleHistory))
+	mux.HandleFunc("GET /api/history/{path...}", s.perClient(s.handleHistory))
+	mux.HandleFunc("GET /api/total", s.perClient(s.handleTotal))
+	mux.HandleFunc("GET /badge", s.perClient(s.handleBadge))
+	mux.HandleFunc("GET /badge/{path...}", s.perClient(s.handleBadge))
 	mux.HandleFunc("GET /robots.txt", s.handleRobots)
 	mux.HandleFunc("GET /dashboard", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/dashboard/", http.StatusMovedPermanently)
 	})
-	mux.HandleFunc("GET /dashboard/{$}", s.handleDashboard)
-	mux.HandleFunc("GET /dashboard/plot", s.handlePlot)
-	mux.HandleFunc("GET /dashboard/plot/{path...}", s.handlePlot)
+	mux.HandleFunc("GET /dashboard/{$}", s.perClient(s.handleDashboard))
+	mux.HandleFunc("GET /dashboard/plot", s.perClient(s.handlePlot))
+	mux.HandleFunc("GET /dashboard/plot/{path...}", s.perClient(s.handlePlot))
 	mux.HandleFunc("GET /static/{file}", s.handleStatic)
 	mux.HandleFunc("GET /healthz", s.handleHealth)
 	if s.metrics {
-		mux.HandleFunc("GET /metrics", s.handleMetrics)
+		mux.HandleFunc("GET /metrics", s.onlyLocal(s.handleMetrics))
 	}
 	return s.rejectDotSegments(mux)
+}
+
+// perClient has the handler's database reads counted against its client's fair share of
+// the read slots.
+func (s *server) perClient(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		h(w, r.WithContext(withReadClient(r.Context(), visitorAddr(r, s.trusted))))
+	}
+}
+
+// onlyLocal answers 403 unless the request comes from this machine itself: a loopback peer
+// that forwards no other client's request.
+func (s *server) onlyLocal(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ap, err := netip.ParseAddrPort(r.RemoteAddr)
+		local := err == nil && ap.Addr().IsLoopback()
+		for _, k := range []string{"X-Forwarded-For", "Forwarded", "X-Real-Ip"} {
+			local = local && r.Header.Get(k) == ""
+		}
+		if !local {
+			httpError(w, http.StatusForbidden, "metrics are answered only on this machine; metrics_address serves them elsewhere")
+			return
+		}
+		h(w, r)
+	}
 }
 
 // rejectDotSegments answers 400 for a path with "." or ".." segments, which ServeMux
@@ -184,18 +220,30 @@ func (s *server) handleCall(w http.ResponseWriter, r *http.Request) {
 	visitor := visitorOf(addr)
 	id, err := s.verify.check(r.Context(), path, visitor)
 	switch {
+	case errors.Is(err, errPending):
+		s.hold(w, r, path, visitor, now)
+		return
 	case errors.Is(err, errUnknownPath):
 		s.callError(w, r, outUnknown, err)
 		return
 	case errors.Is(err, errTooManyCheck):
-		s.callError(w, r, outLimited, err)
+		s.sendImage(w, outLimited)
+		return
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away; nobody reads an answer.
 		return
 	case err != nil:
-		s.callError(w, r, outUnavailable, err)
+		s.log.Error("check path", "path", path, "err", err)
+		s.sendImage(w, outUnavailable)
 		return
 	}
-	// A place in the queue first, so that a call dropped for a full queue does not mark
-	// its visitor as seen.
+	s.countOnce(w, id, visitor, path, now)
+}
+
+// countOnce records the visitor's call of a known path unless it is a duplicate. A place in
+// the queue comes first, so that a call dropped for a full queue does not mark its visitor
+// as seen.
+func (s *server) countOnce(w http.ResponseWriter, id int32, visitor netip.Addr, path string, now time.Time) {
 	if !s.store.reserveCall() {
 		if s.dedup.contains(visitor, path, now) {
 			s.sendImage(w, outDuplicate)
@@ -210,6 +258,31 @@ func (s *server) handleCall(w http.ResponseWriter, r *http.Request) {
 		s.sendImage(w, outDuplicate)
 		return
 	}
+	s.record(w, id, now)
+}
+
+// hold answers a call of a path that awaits its check: the image, and the call held until
+// the check says yes, once per visitor as for a known path.
+func (s *server) hold(w http.ResponseWriter, r *http.Request, path string, visitor netip.Addr, now time.Time) {
+	id, res, err := s.verify.hold(path, visitor, now, func() bool { return s.dedup.seen(visitor, path, now) })
+	switch {
+	case err != nil:
+		s.callError(w, r, outUnknown, err)
+	case res == callHeld:
+		s.sendImage(w, outHeld)
+	case res == callDuplicate:
+		s.sendImage(w, outDuplicate)
+	case res == callFull:
+		s.sendImage(w, outDropped)
+	default:
+		// Stored meanwhile: counted as any call.
+		s.countOnce(w, id, visitor, path, now)
+	}
+}
+
+// record writes a call of a known path in a reserved place of the queue, and answers the
+// image once it is committed, or queued when PostgreSQL does not answer.
+func (s *server) record(w http.ResponseWriter, id int32, now time.Time) {
 	healthy := s.store.healthy()
 	b := s.store.recordCall(id, now)
 	if !healthy {
@@ -227,21 +300,51 @@ func (s *server) handleCall(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// sendImage answers the response image and says in X-OxiTraffic what happened.
+// sendImage answers the response image, the same whatever happened unless outcome_header
+// is set, when X-OxiTraffic says what happened.
 func (s *server) sendImage(w http.ResponseWriter, o outcome) {
 	s.outcomes[o].Add(1)
 	h := w.Header()
-	for k, v := range s.imageHdr {
+	src := s.imageHdr
+	if o.passing() {
+		src = s.noStoreHdr
+	}
+	for k, v := range src {
 		h[k] = v
 	}
-	h["X-Oxitraffic"] = outcomeHeaders[o]
+	if s.outcomeHeader {
+		h["X-Oxitraffic"] = outcomeHeaders[o]
+	}
 	w.Write(s.image)
+}
+
+// imageHeaders returns the headers of the image answer for a content type: one set that
+// browsers may keep for a day, but never longer than the dedup window when one is set, and
+// one set that nobody keeps.
+func imageHeaders(contentType string, window time.Duration) (cached, uncached http.Header) {
+	age := 24 * time.Hour
+	if window > 0 {
+		age = min(age, window)
+	}
+	cached = http.Header{
+		"Content-Type":           {contentType},
+		"Cache-Control":          {"private, max-age=" + strconv.Itoa(int(age/time.Second))},
+		"X-Content-Type-Options": {"nosniff"},
+	}
+	uncached = http.Header{
+		"Content-Type":           {contentType},
+		"Cache-Control":          {"no-store"},
+		"X-Content-Type-Options": {"nosniff"},
+	}
+	return cached, uncached
 }
 
 // callError answers a /call that gets no image.
 func (s *server) callError(w http.ResponseWriter, r *http.Request, o outcome, err error) {
 	s.outcomes[o].Add(1)
-	w.Header().Set("X-OxiTraffic", outcomeNames[o])
+	if s.outcomeHeader {
+		w.Header().Set("X-OxiTraffic", outcomeNames[o])
+	}
 	s.error(w, r, err)
 }
 

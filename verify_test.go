@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -88,12 +89,13 @@ func TestUnknownPathIsRememberedForItsTTL(t *testing.T) {
 func TestVisitorCheckBudget(t *testing.T) {
 	t.Parallel()
 	d, clock := newClockedServer(t, "")
-	invent := func(from, n int) map[int]int {
-		statuses := map[int]int{}
+	invent := func(from, n int) map[string]int {
+		outcomes := map[string]int{}
 		for i := from; i < from+n; i++ {
-			statuses[d.call(t, fmt.Sprintf("/invented-%d", i), "203.0.113.66").StatusCode]++
+			resp := d.call(t, fmt.Sprintf("/invented-%d", i), "203.0.113.66")
+			outcomes[fmt.Sprint(resp.StatusCode, " ", resp.Header.Get("X-OxiTraffic"))]++
 		}
-		return statuses
+		return outcomes
 	}
 
 	// The budget of 20 is spent, and the clock stands: nothing refills it.
@@ -101,7 +103,8 @@ func TestVisitorCheckBudget(t *testing.T) {
 	if n := d.site.requests.Load(); n != 20 {
 		t.Errorf("checks for 300 invented paths from one visitor = %d; want 20 (verify.per_visitor_per_minute)", n)
 	}
-	if want := map[int]int{404: 20, 429: 280}; fmt.Sprint(statuses) != fmt.Sprint(want) {
+	// Over its budget, the visitor still gets the image, which is not counted.
+	if want := map[string]int{"404 unknown": 20, "200 limited": 280}; fmt.Sprint(statuses) != fmt.Sprint(want) {
 		t.Errorf("statuses of 300 invented paths = %v; want %v", statuses, want)
 	}
 
@@ -111,7 +114,7 @@ func TestVisitorCheckBudget(t *testing.T) {
 	if n := d.site.requests.Load(); n != 30 {
 		t.Errorf("checks after half a minute more = %d; want 30", n)
 	}
-	if want := map[int]int{404: 10, 429: 5}; fmt.Sprint(statuses) != fmt.Sprint(want) {
+	if want := map[string]int{"404 unknown": 10, "200 limited": 5}; fmt.Sprint(statuses) != fmt.Sprint(want) {
 		t.Errorf("statuses of 15 invented paths half a minute later = %v; want %v", statuses, want)
 	}
 
@@ -125,34 +128,58 @@ func TestVisitorCheckBudget(t *testing.T) {
 }
 
 // TestOverallCheckBudget checks that verify.per_minute bounds the checks of all visitors
-// together, and refills at its rate up to its size.
+// together, refills at its rate up to its size, and that the paths beyond it await their
+// check with their calls held, answered with the image.
 func TestOverallCheckBudget(t *testing.T) {
 	t.Parallel()
 	d, clock := newClockedServer(t, "verify:\n  per_minute: 5\n")
-	visitor := 0
-	// invent requests n invented paths, each from a new visitor, and counts the 429s.
-	invent := func(n int) (limited int) {
-		for range n {
-			visitor++
-			if d.call(t, fmt.Sprintf("/invented-%d", visitor), fmt.Sprintf("198.51.100.%d", visitor)).StatusCode == 429 {
-				limited++
-			}
-		}
-		return limited
+	outcomes := map[string]int{}
+	for i := range 30 {
+		resp := d.call(t, fmt.Sprintf("/invented-%d", i), fmt.Sprintf("198.51.100.%d", i+1))
+		outcomes[fmt.Sprint(resp.StatusCode, " ", resp.Header.Get("X-OxiTraffic"))]++
 	}
-
-	if limited, n := invent(30), d.site.requests.Load(); n != 5 || limited != 25 {
-		t.Errorf("30 invented paths from 30 visitors with per_minute 5: %d checks, %d answered 429; want 5 checks, 25 answered 429", n, limited)
+	if want := map[string]int{"404 unknown": 5, "200 held": 25}; fmt.Sprint(outcomes) != fmt.Sprint(want) {
+		t.Errorf("30 invented paths from 30 visitors with per_minute 5 = %v; want %v", outcomes, want)
 	}
-	// A fifth of a minute earns one check.
+	if n := d.site.requests.Load(); n != 5 {
+		t.Errorf("checks of 30 invented paths with per_minute 5 = %d; want 5", n)
+	}
+	// A fifth of a minute earns one check, of a waiting path.
 	clock.advance(12 * time.Second)
-	if limited, n := invent(2), d.site.requests.Load(); n != 6 || limited != 1 {
-		t.Errorf("2 invented paths 12s later: %d checks in all, %d answered 429; want 6 checks, 1 answered 429", n, limited)
+	runChecks(t, d.srv.verify)
+	if n := d.site.requests.Load(); n != 6 {
+		t.Errorf("checks 12s later = %d; want 6", n)
 	}
-	// An hour earns no more than the budget's size.
-	clock.advance(time.Hour)
-	if limited, n := invent(6), d.site.requests.Load(); n != 11 || limited != 1 {
-		t.Errorf("6 invented paths an hour later: %d checks in all, %d answered 429; want 11 checks, 1 answered 429", n, limited)
+	// Fifty minutes earn no more than the budget's size.
+	clock.advance(50 * time.Minute)
+	runChecks(t, d.srv.verify)
+	if n := d.site.requests.Load(); n != 11 {
+		t.Errorf("checks 50 minutes later = %d; want 11", n)
+	}
+	if s := d.srv.verify.stats(); s.pending != 19 || s.held != 19 || s.heldDropped != 6 {
+		t.Errorf("verify.stats() = %d paths waiting, %d calls held, %d dropped; want 19, 19, 6", s.pending, s.held, s.heldDropped)
+	}
+	if n := d.pathRows(t); n != 0 {
+		t.Errorf("paths rows = %d; want 0", n)
+	}
+}
+
+// runChecks starts the checks that the verifier's budget allows now and waits for them.
+func runChecks(t *testing.T, v *verifier) {
+	t.Helper()
+	v.mu.Lock()
+	v.schedule(v.now())
+	v.mu.Unlock()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		v.mu.Lock()
+		n := len(v.flights)
+		v.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d checks still running after 10s", n)
+		}
 	}
 }
 
@@ -180,6 +207,10 @@ func TestConcurrentChecksShareOneRequest(t *testing.T) {
 	var requests atomic.Int64
 	arrived, release := make(chan struct{}, 1), make(chan struct{})
 	gated := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/oxitraffic-check-") {
+			http.NotFound(w, r)
+			return
+		}
 		if requests.Add(1) == 1 {
 			arrived <- struct{}{}
 		}
@@ -247,7 +278,7 @@ func TestChecksFollowRedirectsOnlyWithinTheHost(t *testing.T) {
 }
 
 // TestUnreachableSiteIsAskedAgain checks that a path the tracked website could not be asked
-// about is refused and not remembered as unknown: the next request checks it again.
+// about awaits its check and is not remembered as unknown: the next request checks it again.
 func TestUnreachableSiteIsAskedAgain(t *testing.T) {
 	t.Parallel()
 	d := newTestServer(t, "")
@@ -259,8 +290,8 @@ func TestUnreachableSiteIsAskedAgain(t *testing.T) {
 	v.now = clock.now
 	addr := netip.MustParseAddr("203.0.113.9")
 	for i := range 2 {
-		if _, err := v.check(context.Background(), "blog", addr); !errors.Is(err, errUnknownPath) {
-			t.Errorf("check %d of blog on a site that is down = %v; want errUnknownPath", i, err)
+		if _, err := v.check(context.Background(), "blog", addr); !errors.Is(err, errPending) {
+			t.Errorf("check %d of blog on a site that is down = %v; want errPending", i, err)
 		}
 	}
 	if s := v.stats(); s.failed != 2 || s.notFound != 0 {
