@@ -27,6 +27,7 @@ type Config struct {
 	TrackedBaseURL   string         `yaml:"tracked_base_url"`
 	DB               DBConfig       `yaml:"db"`
 	UTCOffset        UTCOffset      `yaml:"utc_offset"`
+	TimeZone         string         `yaml:"time_zone"`
 	TrustedProxies   []string       `yaml:"trusted_proxies"`
 	Dedup            DedupConfig    `yaml:"dedup"`
 	IgnoreBots       bool           `yaml:"ignore_bots"`
@@ -38,6 +39,7 @@ type Config struct {
 	MetricsAddress   string         `yaml:"metrics_address"`
 	Shutdown         ShutdownConfig `yaml:"shutdown"`
 	BadgeLabel       string         `yaml:"badge_label"`
+	OutcomeHeader    bool           `yaml:"outcome_header"`
 
 	// parsed holds what validate parsed; it is not a key.
 	parsed parsedConfig
@@ -45,12 +47,13 @@ type Config struct {
 
 // parsedConfig is the part of a Config that validate parsed, ready for use.
 type parsedConfig struct {
-	base        *url.URL       // tracked_base_url
+	base        *url.URL       // tracked_base_url, its host in ASCII (punycode), as browsers send it
+	siteName    string         // tracked_base_url's host as written, shown on the pages
 	contentType string         // of response_filename
 	trusted     []netip.Prefix // trusted_proxies
 	ignore      []netip.Prefix // ignore_visitors
 	referrers   []string       // allowed_referrers, as lower-case host names
-	loc         *time.Location // utc_offset
+	loc         *time.Location // time_zone, or else utc_offset
 }
 
 // DBConfig is how to reach PostgreSQL.
@@ -329,6 +332,10 @@ func (c *Config) validate() error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return bad("tracked_base_url", "%q is not an http:// or https:// URL of a website", c.TrackedBaseURL)
 	}
+	p.siteName = u.Host
+	if u.Host, err = asciiHostPort(u.Host); err != nil {
+		return bad("tracked_base_url", "%q: %v", c.TrackedBaseURL, err)
+	}
 	p.base = u
 	if c.DB.Host == "" {
 		return bad("db.host", "must not be empty")
@@ -359,6 +366,16 @@ func (c *Config) validate() error {
 	}
 	secs := c.UTCOffset.Hours*3600 + c.UTCOffset.Minutes*60
 	p.loc = time.FixedZone(formatOffset(secs), secs)
+	if c.TimeZone != "" {
+		if secs != 0 {
+			return bad("time_zone", "%q and utc_offset (%s) are both set: set one of time_zone and utc_offset", c.TimeZone, formatOffset(secs))
+		}
+		loc, err := time.LoadLocation(c.TimeZone)
+		if err != nil || c.TimeZone == "Local" {
+			return bad("time_zone", "%q is not a time zone name like Europe/Berlin or America/New_York", c.TimeZone)
+		}
+		p.loc = loc
+	}
 	if p.trusted, err = parsePrefixes(c.TrustedProxies); err != nil {
 		return bad("trusted_proxies", "%v", err)
 	}
@@ -430,7 +447,7 @@ func parsePrefixes(list []string) ([]netip.Prefix, error) {
 }
 
 // parseHosts reads host names such as www.example.com, or URLs whose host is taken, as
-// lower-case host names without a port.
+// lower-case ASCII host names (punycode for international names) without a port.
 func parseHosts(list []string) ([]string, error) {
 	out := make([]string, 0, len(list))
 	for _, s := range list {
@@ -442,11 +459,15 @@ func parseHosts(list []string) ([]string, error) {
 			}
 			h = u.Hostname()
 		}
-		h = strings.ToLower(strings.TrimSuffix(h, "."))
+		h = strings.TrimSuffix(h, ".")
 		if h == "" || strings.ContainsAny(h, "/?#@ ") {
 			return nil, fmt.Errorf("%q is not a host name like www.example.com", s)
 		}
-		out = append(out, h)
+		a, err := asciiHost(h)
+		if err != nil {
+			return nil, fmt.Errorf("%q: %v", s, err)
+		}
+		out = append(out, a)
 	}
 	return out, nil
 }

@@ -75,7 +75,7 @@ func (s *server) csvFileName(what string, tr timeRange) string {
 	}
 	if !tr.to.IsZero() {
 		end := tr.to
-		if isMidnight(end, s.loc) {
+		if isDayStart(end, s.loc) {
 			end = end.Add(-time.Microsecond)
 		}
 		to = end.In(s.loc).Format(time.DateOnly)
@@ -122,6 +122,16 @@ func (s *server) writeCountsCSV(w http.ResponseWriter, counts []pathCount, tr ti
 	a := startCSV(w, s.csvFileName("counts", tr), "path", "count")
 	for _, c := range counts {
 		a.row(csvSafe(c.Path), strconv.FormatInt(c.Count, 10))
+	}
+	a.finish()
+}
+
+// writeComparisonCSV answers counts beside those of the period before as CSV rows of
+// path, count and previous.
+func (s *server) writeComparisonCSV(w http.ResponseWriter, counts []pathComparison, tr timeRange) {
+	a := startCSV(w, s.csvFileName("counts", tr), "path", "count", "previous")
+	for _, c := range counts {
+		a.row(csvSafe(c.Path), strconv.FormatInt(c.Count, 10), strconv.FormatInt(c.Previous, 10))
 	}
 	a.finish()
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"html/template"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -21,6 +22,8 @@ type dashboardRow struct {
 	Rank       int
 	Name, Link string
 	Count      int64
+	Previous   int64  // calls in the period before the range (7d, 30d, 1y)
+	Change     string // the change from Previous to Count: "+12%", "−3%", "new", "±0%"
 	Spark      template.HTML
 }
 
@@ -30,6 +33,10 @@ type dashboardPage struct {
 	Ranges     []choice
 	InRange    string // "in the last 30 days"; empty for all
 	Total      int64  // calls of the whole site in the range
+	Compared   bool   // whether the range has a period before it to show (7d, 30d, 1y)
+	Before     string // that period: "the 7 days before"
+	Previous   int64  // calls of the whole site in it
+	Change     string // the change from Previous to Total, as dashboardRow.Change
 	AllTime    int64  // calls of the whole site ever
 	Pages      int64  // pages with calls in the range
 	Since      string
@@ -120,18 +127,26 @@ func (s *server) readDashboard(ctx context.Context, rc rangeChoice, pageNo int) 
 		return data, nil
 	}
 	data.Since = first.In(s.loc).Format("2 January 2006")
-	today := startOfDay(time.Now(), s.loc)
-	tr := timeRange{from: today.AddDate(0, 0, 1-rc.days), to: today.AddDate(0, 0, 1)}
-	var counts []pathCount
+	now := time.Now()
+	tr := timeRange{from: addDays(now, 1-rc.days, s.loc), to: addDays(now, 1, s.loc)}
+	var counts []pathComparison
 	if rc.days == 0 {
-		tr.from = startOfDay(first, s.loc)
-		counts = s.store.counts()
-		// Pages known but never called are not pages with calls.
-		for len(counts) > 0 && counts[len(counts)-1].Count == 0 {
-			counts = counts[:len(counts)-1]
+		tr.from = dayStart(first, s.loc)
+		for _, c := range s.store.counts() {
+			// Pages known but never called are not pages with calls.
+			if c.Count > 0 {
+				counts = append(counts, pathComparison{Path: c.Path, Count: c.Count})
+			}
 		}
-	} else if counts, err = rd.rangeCounts(tr); err != nil {
-		return data, err
+	} else {
+		data.Compared, data.Before = true, "the "+rc.before
+		if counts, err = rd.compareCounts(tr, previousRange(tr, s.loc)); err != nil {
+			return data, err
+		}
+		// Pages called only in the period before are not listed, but counted in it.
+		if data.Previous, err = rd.siteTotal(previousRange(tr, s.loc)); err != nil {
+			return data, err
+		}
 	}
 	data.Pages = int64(len(counts))
 	data.PageCount = max(1, (len(counts)+dashboardPerPage-1)/dashboardPerPage)
@@ -141,11 +156,13 @@ func (s *server) readDashboard(ctx context.Context, rc rangeChoice, pageNo int) 
 	for _, c := range counts {
 		data.Total += c.Count
 	}
-	last := tr.to.AddDate(0, 0, -1).Format(time.DateOnly)
-	rq := "from=" + tr.from.Format(time.DateOnly) + "&to=" + last
+	if data.Compared {
+		data.Change = change(data.Previous, data.Total)
+	}
+	rq := "from=" + localDate(tr.from, s.loc) + "&to=" + localDate(addDays(tr.to, -1, s.loc), s.loc)
 	data.CSVPages = "/api/counts?format=csv"
 	if rc.days > 0 {
-		data.CSVPages += "&" + rq
+		data.CSVPages += "&" + rq + "&compare=previous"
 	}
 	unit := dashboardUnit(tr)
 	data.CSVSite = "/api/total?by=" + unit.name + "&" + rq + "&format=csv"
@@ -172,27 +189,51 @@ func (s *server) readDashboard(ctx context.Context, rc rangeChoice, pageNo int) 
 		}
 	}
 	sparkUnit := sparkUnit(tr)
-	sparks, err := rd.sparks(ids, sparkUnit, tr)
+	starts := sparkUnit.starts(tr.from, tr.to, s.loc)
+	sparks, err := rd.sparks(ids, starts, tr.to)
 	if err != nil {
 		return data, err
 	}
-	starts := sparkUnit.starts(tr.from, tr.to, s.loc)
 	suffix := ""
 	if rc.days > 0 {
 		suffix = "?range=" + rc.key
 	}
 	for i, c := range shown {
 		id, _ := s.store.knownPath(c.Path)
-		values := make([]int64, len(starts))
-		for j, t := range starts {
-			values[j] = sparks[id][t]
+		values := sparks[id]
+		if values == nil {
+			values = make([]int64, len(starts))
 		}
-		data.Rows = append(data.Rows, dashboardRow{
+		row := dashboardRow{
 			Rank: (pageNo-1)*dashboardPerPage + i + 1, Name: pathName(c.Path), Link: plotLink(c.Path) + suffix,
 			Count: c.Count, Spark: sparkline(values, sparkUnit),
-		})
+		}
+		if data.Compared {
+			row.Previous, row.Change = c.Previous, change(c.Previous, c.Count)
+		}
+		data.Rows = append(data.Rows, row)
 	}
 	return data, nil
+}
+
+// change says how much more or less now is than before, in percent: "+12%", "−3%", "±0%",
+// or "new" when there was nothing before.
+func change(before, now int64) string {
+	switch {
+	case before == 0 && now == 0:
+		return "±0%"
+	case before == 0:
+		return "new"
+	}
+	p := math.Round(float64(now-before) / float64(before) * 100)
+	switch {
+	case p > 0:
+		return fmt.Sprintf("+%.0f%%", p)
+	case p < 0:
+		return fmt.Sprintf("−%.0f%%", -p)
+	default:
+		return "±0%"
+	}
 }
 
 // dashboardUnit is the bucket size of the site's plot: hours over a week at most, then as

@@ -43,12 +43,12 @@ type page struct {
 	Title       string
 	Description string // the page's meta description
 	Site        string
-	Offset      string
+	Zone        string // where times are shown: Europe/Berlin, UTC+05:30
 }
 
 // newPage fills the common parts of a page.
 func (s *server) newPage(title, description string) page {
-	return page{Title: title, Description: description, Site: s.site, Offset: s.loc.String()}
+	return page{Title: title, Description: description, Site: s.site, Zone: zoneName(s.loc)}
 }
 
 // robots keeps crawlers off the pages and the API, whose answers are numbers for the
@@ -109,14 +109,18 @@ func plotLink(p string) string {
 	return "/dashboard/plot/" + strings.Join(segs, "/")
 }
 
-// rangeChoice is a range that the plot and the dashboard offer, in days back from today (0: all).
+// rangeChoice is a range that the plot and the dashboard offer, in days back from today
+// (0: all), and how the dashboard names the period of the same length before it.
 type rangeChoice struct {
-	key, label string
-	days       int
+	key, label, before string
+	days               int
 }
 
 // plotRanges are the ranges that the plot and the dashboard offer.
-var plotRanges = []rangeChoice{{"7d", "last 7 days", 7}, {"30d", "last 30 days", 30}, {"1y", "last year", 365}, {"all", "all", 0}}
+var plotRanges = []rangeChoice{
+	{"7d", "last 7 days", "7 days before", 7}, {"30d", "last 30 days", "30 days before", 30},
+	{"1y", "last year", "year before", 365}, {"all", "all", "", 0},
+}
 
 // choice is one link of the plot's range or bucket choices.
 type choice struct {
@@ -193,10 +197,10 @@ func (s *server) readPlot(ctx context.Context, path string, days int, unit bucke
 	if err != nil {
 		return plotRead{}, err
 	}
-	today := startOfDay(time.Now(), s.loc)
-	tr := timeRange{from: today.AddDate(0, 0, 1-days), to: today.AddDate(0, 0, 1)}
+	now := time.Now()
+	tr := timeRange{from: addDays(now, 1-days, s.loc), to: addDays(now, 1, s.loc)}
 	if days == 0 && total > 0 {
-		tr.from = startOfDay(first, s.loc)
+		tr.from = dayStart(first, s.loc)
 	}
 	note := ""
 	if unit == (bucketUnit{}) {
@@ -206,7 +210,7 @@ func (s *server) readPlot(ctx context.Context, path string, days int, unit bucke
 		next, ok := unit.coarser()
 		if !ok {
 			// Months over centuries: show the last plotMaxBars of them.
-			tr.from = tr.to.AddDate(0, -plotMaxBars, 0)
+			tr.from = bucketUnit{"month"}.trunc(tr.to.AddDate(0, -plotMaxBars, 0), s.loc)
 			note = fmt.Sprintf("This range has more than %d months; the last %d are shown.", plotMaxBars, plotMaxBars)
 			break
 		}
@@ -261,10 +265,4 @@ func parseRangeChoice(q url.Values) (rangeChoice, error) {
 		}
 	}
 	return rangeChoice{}, fmt.Errorf("%w: range=%q is not one of 7d, 30d, 1y, all", errBadRequest, key)
-}
-
-// startOfDay returns the start of t's day at loc.
-func startOfDay(t time.Time, loc *time.Location) time.Time {
-	t = t.In(loc)
-	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, loc)
 }

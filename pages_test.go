@@ -235,3 +235,36 @@ func TestDashboardRanges(t *testing.T) {
 		}
 	}
 }
+
+// TestDashboardComparesPeriods checks that the dashboard's 7d and 30d show the site's and
+// each page's calls beside those of the period before, with the change, and all does not.
+func TestDashboardComparesPeriods(t *testing.T) {
+	d := startDaemon(t, "")
+	ago := func(days int) string { return time.Now().AddDate(0, 0, -days).Format(time.RFC3339) }
+	// In the last 7 days: blog 3, about 1; in the 7 days before: blog 2, old 2.
+	d.addCalls(t, "blog", 0, ago(0), ago(1), ago(2), ago(8), ago(9))
+	d.addCalls(t, "about", 0, ago(1))
+	d.addCalls(t, "old", 0, ago(10), ago(11))
+	d.stop(t)
+	d.start(t, nil)
+	status, body := get(t, d.url+"/dashboard/?range=7d")
+	for _, want := range []string{
+		"<strong>4 calls</strong> on <strong>2</strong> pages in the last 7 days",
+		`the 7 days before: 4 calls; <strong class="change">±0%</strong>.`,
+		`<th scope="col" class="num">Before</th>`,
+		`<td class="num">3</td><td class="num before">2</td><td class="num change">&#43;50%</td>`,
+		`<td class="num">1</td><td class="num before">0</td><td class="num change">new</td>`,
+		"&amp;compare=previous",
+	} {
+		if status != 200 || !strings.Contains(body, want) {
+			t.Errorf("GET /dashboard/?range=7d = %d, without %q:\n%s", status, want, body)
+		}
+	}
+	status, body = get(t, d.url+"/dashboard/?range=30d")
+	if status != 200 || !strings.Contains(body, `the 30 days before: 0 calls; <strong class="change">new</strong>.`) {
+		t.Errorf("GET /dashboard/?range=30d = %d, without the 30 days before:\n%s", status, body)
+	}
+	if _, body := get(t, d.url+"/dashboard/"); strings.Contains(body, "before:") || strings.Contains(body, ">Before<") {
+		t.Errorf("GET /dashboard/ (all) shows a period before")
+	}
+}

@@ -591,12 +591,16 @@ func parseRange(q map[string][]string, loc *time.Location) (timeRange, error) {
 		}
 		t, err := time.Parse(time.RFC3339, v)
 		if err != nil {
-			if t, err = time.ParseInLocation(time.DateOnly, v, loc); err != nil {
+			d, err := time.Parse(time.DateOnly, v)
+			if err != nil {
 				return tr, fmt.Errorf("%w: %s=%q is neither an RFC 3339 time nor a date like 2026-05-01", errBadRequest, p.key, v)
 			}
+			// A local day, which starts at 01:00 where the clocks change at midnight.
+			y, m, day := d.Date()
 			if p.isEnd {
-				t = t.AddDate(0, 0, 1)
+				day++
 			}
+			t = dateStart(y, m, day, loc)
 		}
 		// No call is older than the Unix epoch, and the year 1 is the zero time, which
 		// stands for an open end.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -29,6 +30,7 @@ var errBusy = errors.New("too many reads at once; try again in a moment")
 // numerous, can take the database from the writer or hold it at its own pace.
 const (
 	maxReads    = 4                      // database reads that run at once
+	clientReads = 2                      // of which one client may hold
 	readWait    = 250 * time.Millisecond // how long a read waits for a slot before errBusy
 	readTimeout = 10 * time.Second       // how long one request may read
 )
@@ -64,8 +66,12 @@ func applySchema(ctx context.Context, db *sql.DB) error {
 type store struct {
 	db    *sql.DB // the read pool
 	w     *writer
-	loc   *time.Location // the configured UTC offset, at which days and buckets start
+	loc   *time.Location // the owner's zone, at which days and buckets start
 	reads chan struct{}
+	// clients are the read slots of each client, within reads.
+	clients readClients
+	// release, when set, ends what the store holds until it is closed (the zone lock).
+	release func()
 
 	mu     sync.RWMutex
 	paths  map[string]int32
@@ -73,7 +79,7 @@ type store struct {
 }
 
 // newStore loads the known paths through startDB, and starts the call writer on its own
-// pool writeDB; reads use readDB. loc is the configured UTC offset.
+// pool writeDB; reads use readDB. loc is the owner's zone.
 func newStore(ctx context.Context, startDB, readDB, writeDB *sql.DB, queueSize int, loc *time.Location, log *slog.Logger) (*store, error) {
 	s := &store{db: readDB, paths: map[string]int32{}, totals: map[int32]int64{}, loc: loc, reads: make(chan struct{}, maxReads)}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
@@ -118,11 +124,18 @@ func (s *store) writerStuckFor() time.Duration { return s.w.stuckFor() }
 // close writes every queued call, until ctx ends, stops the writer, and closes the pools.
 func (s *store) close(ctx context.Context) error {
 	err := s.w.close(ctx)
+	if s.release != nil {
+		// Every call is in the rollups now: another zone may rebuild them.
+		s.release()
+	}
 	// Closing a connection that PostgreSQL already dropped fails; nothing is lost by it.
 	s.w.db.Close()
 	s.db.Close()
 	return err
 }
+
+// releaseOnClose has close call release once every call is written and flushed.
+func (s *store) releaseOnClose(release func()) { s.release = release }
 
 // storeStats are the store's numbers that /metrics shows.
 type storeStats struct {
@@ -207,19 +220,13 @@ func (s *store) counts() []pathCount {
 	return out
 }
 
-// count returns the number of calls of a path, or errNotFound; only a path that is not in
-// memory costs a read.
+// count returns the number of calls of a path from memory, or errNotFound: memory holds
+// every path this daemon stored or loaded at start, and those other daemons stored, after
+// their next flush, so a path that is not there costs no read.
 func (s *store) count(ctx context.Context, path string) (int64, error) {
 	id, ok := s.knownPath(path)
 	if !ok {
-		r, err := s.read(ctx)
-		if err != nil {
-			return 0, err
-		}
-		defer r.close()
-		if id, err = r.pathID(path); err != nil {
-			return 0, err
-		}
+		return 0, errNotFound
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -233,13 +240,36 @@ type reader struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	flushed bool
+	own     chan struct{} // the client's slots, when the request named its client
+	client  netip.Addr
 }
 
 // read takes a read slot for a request, waiting at most readWait, and bounds the request's
-// reads by readTimeout; errBusy when no slot was free.
+// reads by readTimeout; errBusy when no slot was free. A request whose context names its
+// client (withReadClient) waits first for one of that client's clientReads slots, so that
+// one client cannot take every slot from the others.
 func (s *store) read(ctx context.Context) (*reader, error) {
 	t := time.NewTimer(readWait)
 	defer t.Stop()
+	var own chan struct{}
+	if c, ok := ctx.Value(readClientKey{}).(netip.Addr); ok {
+		own = s.clients.take(c)
+		select {
+		case own <- struct{}{}:
+		case <-t.C:
+			s.clients.give(c)
+			return nil, errBusy
+		case <-ctx.Done():
+			s.clients.give(c)
+			return nil, ctx.Err()
+		}
+		defer func() {
+			if own != nil {
+				<-own
+				s.clients.give(c)
+			}
+		}()
+	}
 	select {
 	case s.reads <- struct{}{}:
 	case <-t.C:
@@ -248,13 +278,70 @@ func (s *store) read(ctx context.Context) (*reader, error) {
 		return nil, ctx.Err()
 	}
 	ctx, cancel := context.WithTimeout(ctx, readTimeout)
-	return &reader{s: s, ctx: ctx, cancel: cancel}, nil
+	r := &reader{s: s, ctx: ctx, cancel: cancel, own: own}
+	if own != nil {
+		r.client, _ = ctx.Value(readClientKey{}).(netip.Addr)
+		own = nil // now the reader's to give back
+	}
+	return r, nil
 }
 
 // close gives back the read slot.
 func (r *reader) close() {
 	r.cancel()
 	<-r.s.reads
+	if r.own != nil {
+		<-r.own
+		r.s.clients.give(r.client)
+	}
+}
+
+// readClientKey is the context key of the client whose request reads.
+type readClientKey struct{}
+
+// withReadClient returns ctx naming the client (its address, or its /64) whose reads it makes.
+func withReadClient(ctx context.Context, client netip.Addr) context.Context {
+	return context.WithValue(ctx, readClientKey{}, client)
+}
+
+// readClients are the read slots of the clients that read now, each clientReads deep; a
+// client's entry goes when its last request is done. The address lives only meanwhile.
+type readClients struct {
+	mu sync.Mutex
+	m  map[netip.Addr]*clientSlots
+}
+
+// clientSlots are one client's read slots and how many of its requests use them.
+type clientSlots struct {
+	slots chan struct{}
+	users int
+}
+
+// take returns the client's slots, which give must later release.
+func (rc *readClients) take(c netip.Addr) chan struct{} {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.m == nil {
+		rc.m = map[netip.Addr]*clientSlots{}
+	}
+	cs := rc.m[c]
+	if cs == nil {
+		cs = &clientSlots{slots: make(chan struct{}, clientReads)}
+		rc.m[c] = cs
+	}
+	cs.users++
+	return cs.slots
+}
+
+// give is called once for each take when the client's request is done with its slots.
+func (rc *readClients) give(c netip.Addr) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if cs := rc.m[c]; cs != nil {
+		if cs.users--; cs.users == 0 {
+			delete(rc.m, c)
+		}
+	}
 }
 
 // fresh has every acknowledged call added to the rollups, once per reader.
@@ -370,117 +457,7 @@ type bucket struct {
 	Count int64
 }
 
-// bucketsTail turns the CTE b (start, n) of non-empty buckets into every bucket from $3 to
-// the one that holds the instant before $4 (local times).
-const bucketsTail = `
-	SELECT g.start, coalesce(b.n, 0)
-	FROM generate_series(date_trunc($2, $3::timestamp), date_trunc($2, $4::timestamp - interval '1 microsecond'), ('1 ' || $2)::interval) AS g (start)
-	LEFT JOIN b USING (start)
-	ORDER BY g.start`
-
-// bucketsFromRollup counts calls per bucket from the daily rollup; the range must be whole local days.
-const bucketsFromRollup = `
-	WITH b AS (
-		SELECT date_trunc($2, day::timestamp) AS start, sum(count)::int8 AS n
-		FROM daily_calls
-		WHERE path_id = $1 AND day >= $3::date AND day < $4::date
-		GROUP BY 1
-	)` + bucketsTail
-
-// bucketsFromCalls counts calls per bucket from calls, for hours and ranges that are not whole days.
-const bucketsFromCalls = `
-	WITH b AS (
-		SELECT date_trunc($2, (timestamp::timestamptz + $5::interval) AT TIME ZONE 'UTC') AS start, count(*) AS n
-		FROM calls
-		WHERE path_id = $1
-		  AND timestamp >= ($3::timestamp - $5::interval) AT TIME ZONE 'UTC'
-		  AND timestamp < ($4::timestamp - $5::interval) AT TIME ZONE 'UTC'
-		GROUP BY 1
-	)` + bucketsTail
-
-// span closes the open ends of a range of a path's history: an open start is the start of
-// the bucket of the first call in the range, an open end the end of the bucket of the last.
-// ok is false when an open range holds no call.
-func (r *reader) span(id int32, unit bucketUnit, tr timeRange) (timeRange, bool, error) {
-	loc := r.s.loc
-	if !tr.from.IsZero() && !tr.to.IsZero() {
-		return tr, true, nil
-	}
-	var first, last sql.NullTime
-	err := r.s.db.QueryRowContext(r.ctx, `
-		SELECT (SELECT min(timestamp) FROM calls WHERE path_id = $1 AND ($2::timestamptz IS NULL OR timestamp >= $2)),
-		       (SELECT max(timestamp) FROM calls WHERE path_id = $1 AND ($3::timestamptz IS NULL OR timestamp < $3))`,
-		id, nullTime(tr.from), nullTime(tr.to)).Scan(&first, &last)
-	if err != nil {
-		return tr, false, fmt.Errorf("select history span: %w", err)
-	}
-	if !first.Valid || !last.Valid {
-		return tr, false, nil
-	}
-	if tr.from.IsZero() {
-		tr.from = unit.floor(first.Time, loc)
-	}
-	if tr.to.IsZero() {
-		tr.to = unit.floor(last.Time, loc).Add(unit.floorStep())
-	}
-	return tr, tr.from.Before(tr.to), nil
-}
-
-// buckets returns the calls of a path per unit at the configured offset, empty buckets
-// included, over the range; an open end is the day of the path's first or last call. A
-// range of more than maxBuckets buckets is refused with errBadRequest before any bucket is read.
-func (r *reader) buckets(id int32, unit bucketUnit, tr timeRange) ([]bucket, error) {
-	loc := r.s.loc
-	tr, ok, err := r.span(id, unit, tr)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return []bucket{}, nil
-	}
-	if err := checkBuckets(unit, tr, loc); err != nil {
-		return nil, err
-	}
-	query, args := bucketsFromRollup, []any{id, unit.name, localTime(tr.from, loc), localTime(tr.to, loc)}
-	if unit.name == "hour" || !isMidnight(tr.from, loc) || !isMidnight(tr.to, loc) {
-		query, args = bucketsFromCalls, append(args, offsetInterval(zoneSeconds(r.s.loc)))
-	} else if err := r.fresh(); err != nil {
-		return nil, err
-	}
-	rows, err := r.s.db.QueryContext(r.ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("select buckets: %w", err)
-	}
-	defer rows.Close()
-	out := []bucket{}
-	for rows.Next() {
-		var b bucket
-		if err := rows.Scan(&b.Start, &b.Count); err != nil {
-			return nil, fmt.Errorf("select buckets: %w", err)
-		}
-		// PostgreSQL answers local wall-clock times: put them at the offset.
-		y, m, d := b.Start.Date()
-		b.Start = time.Date(y, m, d, b.Start.Hour(), b.Start.Minute(), 0, 0, loc)
-		out = append(out, b)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("select buckets: %w", err)
-	}
-	return out, nil
-}
-
-// localTime is t's wall clock at loc as a timestamp without time zone.
-func localTime(t time.Time, loc *time.Location) string {
-	return t.In(loc).Format("2006-01-02 15:04:05.999999")
-}
-
-// isMidnight reports whether t is the start of a day at loc.
-func isMidnight(t time.Time, loc *time.Location) bool {
-	t = t.In(loc)
-	return t.Hour() == 0 && t.Minute() == 0 && t.Second() == 0 && t.Nanosecond() == 0
-}
-
-// countBefore returns how many calls of path were made before the start of day at the offset.
+// countBefore returns how many calls of path were made before the local day that starts at day.
 func (r *reader) countBefore(id int32, day time.Time) (int64, error) {
 	loc := r.s.loc
 	if err := r.fresh(); err != nil {
