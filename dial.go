@@ -21,13 +21,14 @@ type pool struct {
 
 // The pools of a running daemon: the start pool applies the schema and may rebuild the
 // rollups for long; the read pool serves the API, the pages and new paths; the writer has
-// its own connection. A socket deadline on each read and write of the last two makes a
+// its own two connections, one for the batches and one for the flushes of the rollups, so
+// that neither waits for the other. A socket deadline on each read and write of the last two makes a
 // PostgreSQL that stops answering (a cut network, a stalled disk) an error instead of a
 // hang: lib/pq's context deadline only sends a cancel request.
 var (
 	startPool = pool{conns: 2}
 	readPool  = pool{conns: maxReads + 2, ioTimeout: readTimeout + 5*time.Second}
-	writePool = pool{conns: 1, ioTimeout: writeTimeout + 5*time.Second}
+	writePool = pool{conns: 2, ioTimeout: writeTimeout + 5*time.Second}
 )
 
 // openDB connects to PostgreSQL with a pool of the given size, retrying until

@@ -74,6 +74,10 @@ func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	}{{"found", v.found}, {"not_found", v.notFound}, {"failed", v.failed}, {"rate_limited", v.limited}} {
 		fmt.Fprintf(bw, "oxitraffic_verifications_total{result=%q} %d\n", c.name, c.n)
 	}
+	fmt.Fprintf(bw, "# HELP oxitraffic_held_calls_total Calls of paths awaiting their check, by what became of them.\n# TYPE oxitraffic_held_calls_total counter\n")
+	fmt.Fprintf(bw, "oxitraffic_held_calls_total{result=\"written\"} %d\noxitraffic_held_calls_total{result=\"dropped\"} %d\n", v.heldWritten, v.heldDropped)
+	writeMetric(bw, "oxitraffic_held_calls", "gauge", "Calls held for paths that await their check.", int64(v.held))
+	writeMetric(bw, "oxitraffic_pending_paths", "gauge", "Paths that await their check.", int64(v.pending))
 	st := s.store.stats()
 	writeMetric(bw, "oxitraffic_calls_written_total", "counter", "Calls committed to PostgreSQL.", st.written)
 	writeMetric(bw, "oxitraffic_calls_lost_total", "counter", "Calls lost because the queue was full.", st.lost)

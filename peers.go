@@ -11,11 +11,16 @@ import (
 func (s *store) followPeers() {
 	f := s.takeCounts
 	s.w.onPeers.Store(&f)
+	// The flusher, which may sleep until its look for orphaned rows, looks from now on.
+	select {
+	case s.w.kick <- struct{}{}:
+	default:
+	}
 }
 
-// takeCounts replaces the numbers of calls in memory with those of the rollups, and adds
-// the paths that other daemons stored. The writer calls it right after its own flush, when
-// the rollups hold every call of this daemon.
+// takeCounts replaces the numbers of calls in memory with those given, and adds the paths
+// that other daemons stored. The flusher calls it right after its own flush, with the
+// rollups and the calls of this daemon that they do not hold yet.
 func (s *store) takeCounts(paths map[string]int32, totals map[int32]int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -31,7 +36,7 @@ func (s *store) takeCounts(paths map[string]int32, totals map[int32]int64) {
 const peerEvery = 2 * time.Second
 
 // maybeFollowPeers looks, every peerEvery, whether another daemon added to the rollups,
-// and if so flushes this one's calls and takes the counts.
+// and if so flushes this one's calls and takes the counts. The flusher calls it.
 func (w *writer) maybeFollowPeers() {
 	if w.onPeers.Load() == nil || time.Since(w.peerCheck) < peerEvery {
 		return
@@ -46,17 +51,17 @@ func (w *writer) maybeFollowPeers() {
 	}
 }
 
-// readGeneration reads the rollup generation on the writer's connection.
+// readGeneration reads the rollup generation on the flusher's connection.
 func (w *writer) readGeneration() (int64, error) {
-	defer w.busy()()
+	defer markBusy(&w.flushBusy)()
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
 	return readGeneration(ctx, w.db)
 }
 
-// takePeerCounts gives onPeers the counts of the rollups, right after this writer's flush,
-// when no call of its own that it acknowledged is missing from them, and reports whether
-// it did (or nobody listens).
+// takePeerCounts gives onPeers the counts of the rollups, right after the flusher's flush,
+// and reports whether it did (or nobody listens). The rollups then hold every call of this
+// daemon but those of the batches committed since the flush took them, which are added.
 func (w *writer) takePeerCounts(ctx context.Context) bool {
 	f := w.onPeers.Load()
 	if f == nil {
@@ -66,6 +71,15 @@ func (w *writer) takePeerCounts(ctx context.Context) bool {
 	if err != nil {
 		w.log.Warn("cannot read the counts of other daemons: trying again at the next flush", "err", err)
 		return false
+	}
+	// Under handMu, so that no batch is handed over between the sum and the take: each is
+	// counted either here or by the writer after it.
+	w.handMu.Lock()
+	defer w.handMu.Unlock()
+	for _, b := range w.fresh {
+		for _, c := range b.calls {
+			totals[int32(c.pathID)]++
+		}
 	}
 	(*f)(paths, totals)
 	return true

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -180,5 +183,74 @@ func TestSurvivorTakesWhatItAddsOfACrashedDaemon(t *testing.T) {
 	d.db.QueryRow("SELECT count FROM path_counts").Scan(&total)
 	if total != 2 {
 		t.Errorf("path_counts after the crashed daemon's row was added = %d; want 2", total)
+	}
+}
+
+// TestTakenCountsKeepEveryAcknowledgedCall checks that the counts in memory of a daemon
+// under load, which takes the rollups' counts after each flush that follows another
+// daemon's, never fall below the calls it acknowledged, though its batches go on committing
+// while it flushes and takes; and that the rollups end equal to the rows.
+func TestTakenCountsKeepEveryAcknowledgedCall(t *testing.T) {
+	a, dbCfg, db := newWriterStore(t)
+	a.followPeers()
+	// A second daemon with a call now and then: each of its flushes makes a take the counts.
+	b := storeOn(t, dbCfg, db)
+	b.followPeers()
+	ctx := context.Background()
+
+	var acknowledged, recorded atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			recorded.Add(1)
+			recordNow(t, b)
+		}
+	}()
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				recorded.Add(1)
+				if recordNow(t, a) {
+					acknowledged.Add(1)
+				}
+			}
+		}()
+	}
+	deadline := time.Now().Add(5 * time.Second) // five flushes of each
+	for time.Now().Before(deadline) {
+		want := acknowledged.Load()
+		if n, err := a.count(ctx, "blog"); err != nil || n < want {
+			t.Errorf("count(blog) under load = %d, %v; want at least the %d calls acknowledged before", n, err, want)
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if err := errors.Join(a.w.close(ctx), b.w.close(ctx)); err != nil {
+		t.Fatal(err)
+	}
+	var rows int64
+	db.QueryRow("SELECT count(*) FROM calls").Scan(&rows)
+	if rows != recorded.Load() || acknowledged.Load() == 0 {
+		t.Errorf("rows = %d; want the %d recorded calls (%d acknowledged)", rows, recorded.Load(), acknowledged.Load())
+	}
+	if daily, total := rollupSums(t, db); daily != rows || total != rows {
+		t.Errorf("rollups after the load: %d calls by day, %d by path; want the %d rows", daily, total, rows)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -215,5 +216,103 @@ func TestStartAddsTheJournalThatACrashLeft(t *testing.T) {
 	db.QueryRow("SELECT count(*) FROM oxitraffic_writes WHERE NOT rolled").Scan(&left)
 	if left != 0 {
 		t.Errorf("journal rows not rolled after the check = %d; want 0", left)
+	}
+}
+
+// newWriterStore returns a store on a fresh database whose path blog is known, writing on
+// a pool of its own as a daemon does, and the database's settings and handle for the test.
+func newWriterStore(t *testing.T) (*store, DBConfig, *sql.DB) {
+	t.Helper()
+	dbCfg, db := newTestDB(t)
+	if err := applySchema(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
+	execAll(t, db, "INSERT INTO paths (path) VALUES ('blog')")
+	if err := syncRollups(context.Background(), db, time.UTC, func() {}, discardLog()); err != nil {
+		t.Fatal(err)
+	}
+	return storeOn(t, dbCfg, db), dbCfg, db
+}
+
+// storeOn returns another store on the database of dbCfg, whose schema is applied, with a
+// write pool of its own; it writes its queue and stops when the test ends.
+func storeOn(t *testing.T, dbCfg DBConfig, db *sql.DB) *store {
+	t.Helper()
+	ctx := context.Background()
+	writeDB, err := openDB(ctx, dbCfg, writePool, discardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := newStore(ctx, db, db, writeDB, 1000, time.UTC, discardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.w.close(ctx); writeDB.Close() })
+	return s
+}
+
+// recordNow records one call of blog through the store's door, as /call does, and reports
+// whether its batch was committed.
+func recordNow(t *testing.T, s *store) bool {
+	t.Helper()
+	if !s.reserveCall() {
+		t.Fatal("queue full")
+	}
+	b := s.recordCall(1, time.Now())
+	<-b.done
+	return b.ok
+}
+
+// TestFlushDoesNotHoldTheBatches checks that while a flush of the rollups waits (here for a
+// lock that a reader of site_hourly holds), calls are still committed and acknowledged, and
+// that once it goes on the rollups hold every call once.
+func TestFlushDoesNotHoldTheBatches(t *testing.T) {
+	s, _, db := newWriterStore(t)
+	ctx := context.Background()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec("LOCK TABLE site_hourly IN EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	if !recordNow(t, s) {
+		t.Fatal("first call not committed")
+	}
+	flushWaits := func() bool {
+		var n int
+		err := db.QueryRow(`SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+			WHERE NOT l.granted AND a.datname = current_database() AND a.query LIKE '%oxitraffic_writes%'`).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n > 0
+	}
+	waitFor(t, 10*time.Second, "the flush to wait for the lock", flushWaits)
+
+	var committed atomic.Int64
+	concurrently(20, func(int) {
+		if recordNow(t, s) {
+			committed.Add(1)
+		}
+	})
+	if n := committed.Load(); n != 20 {
+		t.Errorf("calls committed while a flush waits = %d; want 20", n)
+	}
+	if !flushWaits() {
+		t.Error("the flush stopped waiting before the calls were acknowledged; want the calls committed while it waits")
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.w.requestFlush(ctx); err != nil {
+		t.Fatalf("requestFlush() after the lock = %v; want nil", err)
+	}
+	if daily, total := rollupSums(t, db); daily != 21 || total != 21 {
+		t.Errorf("rollups after the flush: %d calls by day, %d by path; want 21 each", daily, total)
+	}
+	if n, err := s.count(ctx, "blog"); n != 21 || err != nil {
+		t.Errorf("count(blog) = %d, %v; want 21", n, err)
 	}
 }

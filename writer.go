@@ -70,8 +70,12 @@ func (b *batch) finish(ok bool) {
 // sequence number, and only when that row is new: when the connection breaks after COMMIT
 // was sent, the batch is sent again with the same key and adds nothing if the first
 // attempt committed (or waits for it, if it still runs).
+//
+// A second goroutine, the flusher (flusher.go), adds the journal rows of the committed
+// batches to the rollups on a second connection of the pool, so that no visitor's COMMIT
+// waits for a flush.
 type writer struct {
-	db  *sql.DB
+	db  *sql.DB // two connections: one for the writer, one for the flusher
 	log *slog.Logger
 	max int
 
@@ -82,10 +86,12 @@ type writer struct {
 	dropped atomic.Int64
 
 	healthy   atomic.Bool
-	busySince atomic.Int64 // UnixNano when the current database operation began; 0 when none runs
+	busySince atomic.Int64 // UnixNano when the writer's database operation began; 0 when none runs
+	flushBusy atomic.Int64 // the same for the flusher's
 	wake      chan struct{}
 	stop      chan struct{}
-	stopped   chan struct{}
+	stopped   chan struct{} // closed when the writer has written its queue and stopped
+	flushed   chan struct{} // closed when the flusher has made its last flush and stopped
 	stopOnce  sync.Once
 
 	// insert is prepared once, so that PostgreSQL parses and plans it only once.
@@ -93,14 +99,22 @@ type writer struct {
 	daemon int64 // the random key of this process's journal rows
 
 	// Owned by the writer goroutine.
-	seq        int64 // the last sequence number given to a batch
+	seq        int64          // the last sequence number given to a batch
+	lastDB     time.Time      // when PostgreSQL last answered the writer
+	healthReqs chan chan bool // health checks that want a current answer
+
+	// The batches committed since the flusher last took them, and the handing over of
+	// their calls to the counts in memory; see handOver and takeCounts.
+	handMu    sync.Mutex
+	fresh     []*batch
+	kick      chan struct{}       // tells the flusher that fresh is no longer empty
+	committed func([]pendingCall) // told of each written batch before it is acknowledged
+
+	// Owned by the flusher goroutine, but for roll's zone, which is set once and read by the
+	// writer too.
 	roll       rollups
-	lastDB     time.Time       // when PostgreSQL last answered the writer
 	rollupReqs chan chan error // reads that need the rollups written first
 	waiting    []chan error    // such reads, answered together by the next flush
-	healthReqs chan chan bool  // health checks that want a current answer
-
-	committed func([]pendingCall) // told of each written batch before it is acknowledged
 
 	// onPeers, when set, is given the counts of the rollups after another daemon on the
 	// database added to them; gen is the rollup generation this writer last saw.
@@ -117,12 +131,12 @@ type writer struct {
 
 // insertCallsSQL writes a batch and its journal row in one statement: $1 path ids and $2
 // times in microseconds since the epoch, as arrays; $3 the daemon and $4 the sequence
-// number; $5 to $12 what the batch adds to the rollups (see deltaArrays). It inserts the
+// number; $5 to $13 what the batch adds to the rollups (see deltaArrays). It inserts the
 // calls only when the journal row is new.
 const insertCallsSQL = `
 	WITH mark AS (
-		INSERT INTO oxitraffic_writes (daemon, seq, dp, dd, dn, pp, pn, pf, sh, sn)
-		VALUES ($3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+		INSERT INTO oxitraffic_writes (daemon, seq, dp, dd, dn, pp, pn, pf, sh, sn, so)
+		VALUES ($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 		ON CONFLICT (daemon, seq) DO NOTHING
 		RETURNING 1
 	)
@@ -131,8 +145,9 @@ const insertCallsSQL = `
 	FROM unnest($1::int8[], $2::int8[]) AS u (p, t)
 	WHERE EXISTS (SELECT 1 FROM mark)`
 
-// newWriter prepares its statements on db, which must be the writer's own pool, and starts
-// the writer goroutine with a queue of at most max calls; loc is the UTC offset, at which
+// newWriter prepares its statements on db, which must be the writer's own pool of two
+// connections, and starts the writer and the flusher goroutines with a queue of at most max
+// calls; loc is the owner's zone, at which
 // the days of daily_calls start. committed is called with the calls of each batch after its COMMIT, before they
 // are acknowledged.
 func newWriter(ctx context.Context, db *sql.DB, max int, loc *time.Location, committed func([]pendingCall), log *slog.Logger) (*writer, error) {
@@ -150,7 +165,7 @@ func newWriter(ctx context.Context, db *sql.DB, max int, loc *time.Location, com
 	daemon := int64(binary.LittleEndian.Uint64(key[:]) >> 1)
 	w := &writer{
 		db: db, log: log, max: max, insert: insert, daemon: daemon,
-		roll:       rollups{stmt: flush, log: log, daemon: daemon, offset: int64(zoneSeconds(loc)), rolled: time.Now()},
+		roll:       rollups{stmt: flush, log: log, daemon: daemon, loc: loc, rolled: time.Now()},
 		committed:  committed,
 		lastDB:     time.Now(),
 		rollupReqs: make(chan chan error),
@@ -158,12 +173,15 @@ func newWriter(ctx context.Context, db *sql.DB, max int, loc *time.Location, com
 		wake:       make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 		stopped:    make(chan struct{}),
+		flushed:    make(chan struct{}),
+		kick:       make(chan struct{}, 1),
 		batchSize:  newHistogram(1, 4, 16, 64, 256, 1024, maxBatch),
 		latency:    newHistogram(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
 	}
 	w.gen = -1
 	w.healthy.Store(true)
 	go w.loop()
+	go w.flushLoop()
 	return w, nil
 }
 
@@ -246,35 +264,40 @@ func (w *writer) droppedCalls() int64 {
 	return w.dropped.Load()
 }
 
-// stuckFor returns how long the database operation that runs now has run, or 0.
+// stuckFor returns how long the longer of the database operations of the writer and the
+// flusher that run now has run, or 0.
 func (w *writer) stuckFor() time.Duration {
-	if since := w.busySince.Load(); since != 0 {
-		return time.Since(time.Unix(0, since))
+	var d time.Duration
+	for _, since := range []int64{w.busySince.Load(), w.flushBusy.Load()} {
+		if since != 0 {
+			d = max(d, time.Since(time.Unix(0, since)))
+		}
 	}
-	return 0
+	return d
 }
 
-// busy marks the start of a database operation and returns the function that marks its end.
-func (w *writer) busy() func() {
-	w.busySince.Store(time.Now().UnixNano())
-	return func() { w.busySince.Store(0) }
+// busy marks the start of a database operation of the writer and returns the function that
+// marks its end.
+func (w *writer) busy() func() { return markBusy(&w.busySince) }
+
+// markBusy stores now in since and returns the function that stores 0 there.
+func markBusy(since *atomic.Int64) func() {
+	since.Store(time.Now().UnixNano())
+	return func() { since.Store(0) }
 }
 
-// loop writes batches until stop is closed and the queue is empty, keeps the rollups up to
-// date, and checks PostgreSQL when idle.
+// loop writes batches until stop is closed and the queue is empty, and checks PostgreSQL
+// when idle.
 func (w *writer) loop() {
 	defer close(w.stopped)
 	wait := 100 * time.Millisecond
 	var logged int64
 	for {
 		select {
-		case req := <-w.rollupReqs:
-			w.waiting = append(w.waiting, req)
 		case req := <-w.healthReqs:
 			req <- w.checkHealth()
 		default:
 		}
-		w.answerReads()
 		b := w.take()
 		if b == nil {
 			if w.idle() {
@@ -292,8 +315,7 @@ func (w *writer) loop() {
 			w.latency.observe(time.Since(start).Seconds())
 			w.batchSize.observe(float64(len(b.calls)))
 			w.written.Add(int64(len(b.calls)))
-			w.roll.written(b.seq)
-			w.committed(b.calls)
+			w.handOver(b)
 			w.finished(b)
 			w.lastDB = time.Now()
 			if !w.healthy.Swap(true) {
@@ -315,60 +337,38 @@ func (w *writer) loop() {
 		if err != nil {
 			w.pause(wait)
 			wait = min(2*wait, 5*time.Second)
-			continue
 		}
-		w.maybeFlushRollups()
 	}
 }
 
-// idle waits while no call is queued: it flushes the rollups when they are due, answers
-// reads that need them, and checks PostgreSQL every probeEvery. It reports true when the
-// writer is to stop.
+// handOver gives a committed batch to the flusher and its calls to the counts in memory, in
+// one step that no taking of counts (takeCounts) comes between.
+func (w *writer) handOver(b *batch) {
+	w.handMu.Lock()
+	defer w.handMu.Unlock()
+	if len(w.fresh) == 0 {
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+	}
+	w.fresh = append(w.fresh, b)
+	w.committed(b.calls)
+}
+
+// idle waits while no call is queued, checking PostgreSQL every probeEvery. It reports
+// true when the writer is to stop.
 func (w *writer) idle() bool {
-	due := time.Now().Add(probeEvery)
-	if p := w.lastDB.Add(probeEvery); p.Before(due) {
-		due = p
-	}
-	if !w.roll.idle() && w.roll.due().Before(due) {
-		due = w.roll.due()
-	}
-	if w.roll.idle() {
-		orphans := w.roll.rolled.Add(orphanEvery)
-		if orphans.Before(w.roll.retry) {
-			orphans = w.roll.retry
-		}
-		if orphans.Before(due) {
-			due = orphans
-		}
-	}
-	if len(w.waiting) > 0 {
-		due = w.roll.tried.Add(minFlushGap)
-	}
-	if w.onPeers.Load() != nil && w.peerCheck.Add(peerEvery).Before(due) {
-		due = w.peerCheck.Add(peerEvery)
-	}
-	timer := time.NewTimer(time.Until(due))
+	timer := time.NewTimer(time.Until(w.lastDB.Add(probeEvery)))
 	defer timer.Stop()
 	select {
 	case <-w.wake:
 	case <-timer.C:
-		w.answerReads()
-		w.maybeFlushRollups()
-		w.maybeFollowPeers()
-		if time.Since(w.lastDB) >= probeEvery {
-			w.probe()
-		}
-	case req := <-w.rollupReqs:
-		w.waiting = append(w.waiting, req)
-		w.answerReads()
+		w.probe()
 	case req := <-w.healthReqs:
 		req <- w.checkHealth()
 	case <-w.stop:
 		if w.queueLen() == 0 {
-			if err := w.flushRollups(); err != nil {
-				w.log.Error("rollups not written at stop: the next start adds them from the journal", "err", err)
-			}
-			w.answerReads()
 			return true
 		}
 		// Only places reserved by requests that are still deciding: wait for them.
@@ -393,7 +393,7 @@ func (w *writer) probe() {
 	}
 }
 
-// pause waits for d after a failed write, still answering reads that need the rollups.
+// pause waits for d after a failed write, still answering health checks.
 func (w *writer) pause(d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -401,40 +401,10 @@ func (w *writer) pause(d time.Duration) {
 		select {
 		case <-t.C:
 			return
-		case req := <-w.rollupReqs:
-			w.waiting = append(w.waiting, req)
-			w.answerReads()
 		case req := <-w.healthReqs:
 			req <- w.checkHealth()
 		}
 	}
-}
-
-// minFlushGap bounds how often reads can have the rollups flushed: reads that ask within
-// it of the last flush wait for the next one, which answers them all.
-const minFlushGap = 100 * time.Millisecond
-
-// answerReads flushes the rollups for the reads that wait, once minFlushGap has passed
-// since the last flush, and answers them all with its result.
-func (w *writer) answerReads() {
-	if len(w.waiting) == 0 {
-		return
-	}
-	var err error
-	switch {
-	case w.roll.waitRetry() && !w.roll.idle():
-		// The last flush failed a moment ago: the reads need not wait for the next.
-		err = w.roll.failed
-	case time.Since(w.roll.tried) < minFlushGap:
-		return
-	default:
-		err = w.flushRollups()
-	}
-	for _, req := range w.waiting {
-		req <- err
-	}
-	clear(w.waiting)
-	w.waiting = w.waiting[:0]
 }
 
 // checkHealth returns the writer's health, checking PostgreSQL first when the writer has
@@ -486,11 +456,11 @@ func (w *writer) write(b *batch) error {
 		ids[i], micros[i] = c.pathID, c.micros
 	}
 	var d rollupDelta
-	d.addCalls(b.calls, w.roll.offset)
+	d.addCalls(b.calls, w.roll.loc)
 	a := d.arrays()
 	args := []any{pq.Array(ids), pq.Array(micros), w.daemon, b.seq,
 		pq.Array(a.dp), pq.Array(a.dd), pq.Array(a.dn), pq.Array(a.pp), pq.Array(a.pn), pq.Array(a.pf),
-		pq.Array(a.sh), pq.Array(a.sn)}
+		pq.Array(a.sh), pq.Array(a.sn), pq.Array(a.so)}
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
 	res, err := w.insert.ExecContext(ctx, args...)
@@ -503,78 +473,17 @@ func (w *writer) write(b *batch) error {
 	return nil
 }
 
-// orphanEvery is how often a writer with nothing of its own to add looks for journal rows
-// that no daemon added to the rollups (a crashed one's).
-const orphanEvery = 10 * time.Second
-
-// maybeFlushRollups adds the written calls to the rollups when they are due, and the
-// orphaned journal rows every orphanEvery.
-func (w *writer) maybeFlushRollups() {
-	orphans := w.roll.idle() && time.Since(w.roll.rolled) >= orphanEvery && !w.roll.waitRetry()
-	if !orphans && (w.roll.idle() || time.Now().Before(w.roll.due())) {
-		return
-	}
-	if err := w.runFlush(); err != nil {
-		w.log.Error("cannot add calls to the rollups: trying again later", "err", err)
-	}
-}
-
-// flushRollups adds every written call to the rollups now.
-func (w *writer) flushRollups() error {
-	if w.roll.idle() {
-		return nil
-	}
-	return w.runFlush()
-}
-
-// runFlush runs one flush of the rollups, whether or not this writer wrote anything since.
-func (w *writer) runFlush() error {
-	defer w.busy()()
-	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
-	defer cancel()
-	gen, orphans, err := w.roll.flush(ctx)
-	if err != nil {
-		return err
-	}
-	w.lastDB = time.Now()
-	if gen != w.gen+1 || orphans > 0 {
-		// Another daemon added to the rollups since this one last did, or this one added
-		// another's rows: take the counts.
-		w.mustTake = true
-	}
-	w.gen = gen
-	if w.mustTake && w.takePeerCounts(ctx) {
-		w.mustTake = false
-	}
-	return nil
-}
-
-// requestFlush has the writer add every call written so far to the rollups, so that a read
-// of them that follows counts every acknowledged call.
-func (w *writer) requestFlush(ctx context.Context) error {
-	req := make(chan error, 1)
-	select {
-	case w.rollupReqs <- req:
-	case <-w.stopped:
-		return nil // the writer wrote the rollups when it stopped
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case err := <-req:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// close writes every queued call, until ctx ends, and stops the writer.
+// close writes every queued call and adds them to the rollups, until ctx ends, and stops
+// the writer and the flusher.
 func (w *writer) close(ctx context.Context) error {
 	w.stopOnce.Do(func() { close(w.stop) })
 	select {
-	case <-w.stopped:
+	case <-w.flushed:
 		return errors.Join(w.insert.Close(), w.roll.stmt.Close())
 	case <-ctx.Done():
-		return fmt.Errorf("%d calls not written before the shutdown deadline", w.queueLen())
+		if n := w.queueLen(); n > 0 {
+			return fmt.Errorf("%d calls not written before the shutdown deadline", n)
+		}
+		return errors.New("rollups not written before the shutdown deadline: the next start adds them from the journal")
 	}
 }

@@ -23,7 +23,8 @@ cleanup() {
 }
 trap cleanup INT TERM HUP EXIT
 
-go build -o "$work/oxitraffic" .
+# Built as make build builds it: static, without libc.
+CGO_ENABLED=0 go build -o "$work/oxitraffic" .
 go build -o "$work/bare" ./bench/bare
 go build -o "$work/site" ./demo/site
 
@@ -55,6 +56,10 @@ until grep -q "listening on" "$work/daemon.out"; do
 done
 sleep 2
 idle_kb=$(awk '/^VmRSS/ {print $2}' /proc/$daemon/status)
+# The resident pages split: anonymous (heap, stacks, the Go runtime) and file-backed (the
+# mapped pages of the binary itself).
+idle_anon_kb=$(awk '/^RssAnon/ {print $2}' /proc/$daemon/status)
+idle_file_kb=$(awk '/^RssFile/ {print $2}' /proc/$daemon/status)
 
 # The first call checks the path against the sample site; then the path is known.
 curl -s -o /dev/null -A "Mozilla/5.0 (X11) Chrome/120" -H "X-Forwarded-For: 10.255.255.1" "http://127.0.0.1:$DAEMON_PORT/call/blog"
@@ -143,7 +148,7 @@ echo
 echo "new visitors: $new_req responses, $acked acknowledged as counted, $rows rows written (mean batch $batches calls, $write_ms ms to write one)"
 echo "CPU per request: bare handler $(cpu_per_call bare 5) µs (new X-Forwarded-For: $(cpu_per_call bare-new 5) µs); daemon $(cpu_per_call duplicates 5) µs for a duplicate," \
 	"$(cpu_per_call new-visitors 5) µs for a new visitor, plus PostgreSQL $(cpu_per_call new-visitors 6) µs"
-echo "daemon RSS: idle $((idle_kb / 1024)) MB ($idle_kb kB), after the load $((busy_kb / 1024)) MB"
+echo "daemon RSS: idle $((idle_kb / 1024)) MB ($idle_kb kB: $idle_anon_kb kB anonymous, $idle_file_kb kB file-backed), after the load $((busy_kb / 1024)) MB"
 # Calls whose answer was under way when wrk stopped are written but not acknowledged.
 if [ "$rows" -lt "$acked" ] || [ "$rows" -gt $((acked + ROUNDS * CONNS)) ]; then
 	echo "MISMATCH: $rows rows for $acked acknowledged calls"
