@@ -22,17 +22,26 @@ import (
 // site is a fake tracked website that counts the requests it gets.
 type site struct {
 	*httptest.Server
-	requests atomic.Int64
+	requests atomic.Int64 // checks of paths
+	probes   atomic.Int64 // requests of paths that cannot exist
 }
 
 // sitePages are the pages the fake tracked website serves with 200.
 var sitePages = map[string]bool{"/": true, "/blog": true, "/blog/post-1": true, "/about": true, "/a b": true, "/ünï": true}
 
 // newSite starts a fake tracked website: sitePages answer 200, /moved redirects to /blog,
-// /away redirects to another host, /slow answers after a second, the rest 404.
+// /away redirects to another host, /slow answers after a second, the rest 404. requests
+// counts the checks of paths, probes the requests of paths that cannot exist.
 func newSite(t testing.TB) *site {
 	s := &site{}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/oxitraffic-check-") {
+			// What the site answers for a path that cannot exist: counted apart from the
+			// checks of paths.
+			s.probes.Add(1)
+			http.NotFound(w, r)
+			return
+		}
 		s.requests.Add(1)
 		switch {
 		case sitePages[r.URL.Path]:
@@ -89,10 +98,14 @@ func (s *syncBuffer) String() string {
 var testImage = []byte("GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
 
 // writeDataDir makes a data folder with the image and a config.yaml for db and the site,
-// with extra lines appended; they must name keys that are not written here.
+// with extra lines appended; they must name keys that are not written here. The answers
+// name their outcome in X-OxiTraffic unless extra sets outcome_header itself.
 func writeDataDir(t testing.TB, db DBConfig, siteURL, extra string) string {
 	t.Helper()
 	dir := t.TempDir()
+	if !strings.Contains(extra, "outcome_header:") {
+		extra = "outcome_header: true\n" + extra
+	}
 	cfg := fmt.Sprintf(`socket_address: "127.0.0.1:0"
 response_filename: pixel.gif
 tracked_base_url: %q
@@ -336,10 +349,12 @@ func (s *testServer) call(t testing.TB, path, forwardedFor string, header ...str
 	return s.do(req)
 }
 
-// get requests target and returns the status and body.
+// get requests target from this machine and returns the status and body.
 func (s *testServer) get(t testing.TB, target string) (int, string) {
 	t.Helper()
-	resp := s.do(newRequest(t, target))
+	req := newRequest(t, target)
+	req.RemoteAddr = "127.0.0.1:40001"
+	resp := s.do(req)
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)

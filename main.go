@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -38,10 +37,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	flags.SetOutput(stderr)
 	check := flags.Bool("check", false, "check the configuration and the database connection, then exit")
 	showVersion := flags.Bool("version", false, "print the version and exit")
+	healthcheck := flags.Bool("healthcheck", false, "ask the daemon at socket_address for /healthz: exit 0 if it answers ok, 1 otherwise")
+	importLogs := flags.Bool("import", false, "import the access logs named after the flags (nginx or Apache, combined or common, plain or .gz, - for stdin), then exit")
+	unimportRun := flags.Int64("unimport", 0, "remove the calls that the import of this number added, then exit")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
-	if flags.NArg() > 0 {
+	if flags.NArg() > 0 && !*importLogs {
 		return fmt.Errorf("unexpected argument %q", flags.Arg(0))
 	}
 	if *showVersion {
@@ -56,6 +58,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	cfg, err := loadConfig(dataDir, getenv)
 	if err != nil {
 		return err
+	}
+	if *healthcheck {
+		return runHealthcheck(ctx, cfg, stdout)
+	}
+	if *importLogs {
+		return runImport(ctx, cfg, flags.Args(), os.Stdin, stdout, stderr)
+	}
+	if *unimportRun != 0 {
+		return runUnimport(ctx, cfg, *unimportRun, stdout, stderr)
 	}
 	imagePath := filepath.Join(dataDir, cfg.ResponseFilename)
 	image, err := os.ReadFile(imagePath)
@@ -146,6 +157,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if metricsSrv != nil {
 		metricsSrv.Shutdown(sctx)
 	}
+	srv.verify.close(sctx)
 	if err := st.close(sctx); err != nil {
 		log.Error("shutdown: calls lost", "err", err)
 		result = errors.Join(result, err)
@@ -181,17 +193,28 @@ func openStore(ctx context.Context, cfg Config, getenv func(string) string, log 
 	if err != nil {
 		return nil, err
 	}
+	// Held until the store is closed, after its last flush: no start rebuilds the rollups
+	// for another zone meanwhile.
+	zoneCtx, releaseZone := context.WithCancel(context.WithoutCancel(ctx))
+	if err := holdZone(zoneCtx, readDB, cfg.parsed.loc, log); err != nil {
+		releaseZone()
+		readDB.Close()
+		return nil, err
+	}
 	writeDB, err := openDB(ctx, cfg.DB, writePool, log)
 	if err != nil {
+		releaseZone()
 		readDB.Close()
 		return nil, err
 	}
 	st, err := newStore(ctx, startDB, readDB, writeDB, cfg.QueueSize, cfg.parsed.loc, log)
 	if err != nil {
+		releaseZone()
 		readDB.Close()
 		writeDB.Close()
 		return nil, err
 	}
+	st.releaseOnClose(releaseZone)
 	st.followPeers()
 	return st, nil
 }
@@ -199,6 +222,7 @@ func openStore(ctx context.Context, cfg Config, getenv func(string) string, log 
 // newServer builds the handlers' state from the configuration that loadConfig parsed.
 func newServer(cfg Config, st *store, image []byte, log *slog.Logger) *server {
 	p := cfg.parsed
+	cached, uncached := imageHeaders(p.contentType, time.Duration(cfg.Dedup.Window))
 	return &server{
 		store:      st,
 		verify:     newVerifier(p.base, cfg.Verify, st, log),
@@ -207,18 +231,17 @@ func newServer(cfg Config, st *store, image []byte, log *slog.Logger) *server {
 		loc:        p.loc,
 		trusted:    p.trusted,
 		ignore:     p.ignore,
-		hosts:      append([]string{strings.ToLower(p.base.Hostname())}, p.referrers...),
+		hosts:      append([]string{p.base.Hostname()}, p.referrers...),
 		bots:       cfg.IgnoreBots,
 		dnt:        cfg.RespectDNT,
-		site:       p.base.Host,
+		site:       p.siteName,
 		metrics:    cfg.MetricsAddress == "",
 		badgeLabel: cfg.BadgeLabel,
 		image:      image,
-		imageHdr: http.Header{
-			"Content-Type":           {p.contentType},
-			"Cache-Control":          {"private, max-age=86400"},
-			"X-Content-Type-Options": {"nosniff"},
-		},
+		imageHdr:   cached,
+		noStoreHdr: uncached,
+		// Set last: the fields above are aligned by gofmt as one block.
+		outcomeHeader: cfg.OutcomeHeader,
 	}
 }
 

@@ -32,9 +32,9 @@ CREATE UNIQUE INDEX IF NOT EXISTS paths_path_key ON paths (path);
 CREATE INDEX IF NOT EXISTS calls_path_id_timestamp ON calls (path_id, timestamp);
 
 -- Rollups: the number of calls and the first call of each path, and the calls of each path
--- per day at the configured UTC offset. They are added to about once a second, from the
+-- per local day (time_zone, or utc_offset). They are added to about once a second, from the
 -- journal below; at start they are rebuilt from calls when they were never made (a
--- database of the original OxiTraffic) or made for another offset.
+-- database of the original OxiTraffic) or made for another zone.
 CREATE TABLE IF NOT EXISTS path_counts (
     path_id INTEGER PRIMARY KEY,
     count BIGINT NOT NULL,
@@ -52,8 +52,11 @@ CREATE TABLE IF NOT EXISTS daily_calls (
 -- index alone; it holds the count, so no row of the table is visited.
 CREATE INDEX IF NOT EXISTS daily_calls_day_path ON daily_calls (day, path_id) INCLUDE (count);
 
--- The calls of the whole site per hour, at the configured UTC offset (local wall-clock
--- hours), kept like the other rollups: the site's totals per hour, day, week and month.
+-- The calls of the whole site per local hour, kept like the other rollups: the site's
+-- totals per hour, day, week and month. An hour is the instant at which it starts, as UTC,
+-- so that the hour shown twice on an autumn night is two rows, and hours that start at
+-- :30 or :45 past a UTC hour (India, Nepal) are rows too. (Before time zones, it was the
+-- local wall clock; a start rebuilds such a table, as rollup_version says.)
 CREATE TABLE IF NOT EXISTS site_hourly (
     hour TIMESTAMP PRIMARY KEY,
     count BIGINT NOT NULL
@@ -67,8 +70,8 @@ CREATE TABLE IF NOT EXISTS oxitraffic_meta (
 -- The rollup journal: one row per written batch of calls, inserted in the same statement
 -- as the calls, holding what the batch adds to the rollups (daily_calls: path ids dp, days
 -- since 1970-01-01 dd, counts dn; path_counts: path ids pp, counts pn, first calls pf in
--- microseconds since the epoch; site_hourly: hours since 1970-01-01 at the offset sh,
--- counts sn). A flush deletes its daemon's rows and adds what they hold
+-- microseconds since the epoch; site_hourly: hours since 1970-01-01 on the local clock sh,
+-- counts sn, UTC offsets in seconds at the hours' starts so). A flush deletes its daemon's rows and adds what they hold
 -- to the rollups in the same statement, so the rows left are what the rollups lack after a
 -- crash. The key (a random id of the writing process, a sequence number) lets a batch sent
 -- again after a lost answer find out that it was written already; so the rows of another
@@ -87,4 +90,21 @@ CREATE TABLE IF NOT EXISTS oxitraffic_writes (
     rolled BOOLEAN NOT NULL DEFAULT false,
     at TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (daemon, seq)
+);
+
+ALTER TABLE oxitraffic_writes ADD COLUMN IF NOT EXISTS so BIGINT[] NOT NULL DEFAULT '{}';
+
+-- The lines of web server logs that an import (oxitraffic -import) made calls of, so that
+-- importing them again adds nothing. key: the first 16 bytes of SHA-256 of the line
+-- without its first field (the client address), followed, for the n-th identical such
+-- line of one import (n > 1), by a newline and n; run: the import's number; path_id and
+-- at: the call the line made, so that an import can be undone. No address, nor anything
+-- made from one, is stored.
+CREATE SEQUENCE IF NOT EXISTS oxitraffic_import_runs;
+
+CREATE TABLE IF NOT EXISTS oxitraffic_imported (
+    key BYTEA PRIMARY KEY,
+    run BIGINT NOT NULL,
+    path_id INTEGER NOT NULL,
+    at TIMESTAMPTZ NOT NULL
 );
