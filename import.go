@@ -7,6 +7,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -83,17 +84,13 @@ func runImport(ctx context.Context, cfg Config, names []string, stdin io.Reader,
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	db, err := openDB(ctx, cfg.DB, startPool, log)
+	db, log, err := openImportDB(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	ctx, cancel := context.WithTimeout(ctx, 24*time.Hour)
+	ctx, cancel := context.WithTimeout(ctx, importTimeout)
 	defer cancel()
-	if err := applySchema(ctx, db); err != nil {
-		return err
-	}
 	// The rollups must be those of this configuration's zone before journal rows are added.
 	if err := syncRollups(ctx, db, cfg.parsed.loc, func() {}, log); err != nil {
 		return err
@@ -134,22 +131,37 @@ func runImport(ctx context.Context, cfg Config, names []string, stdin io.Reader,
 	return nil
 }
 
+// importTimeout bounds one run of -import or -unimport.
+const importTimeout = 24 * time.Hour
+
+// openImportDB connects to PostgreSQL as a start does and applies the schema, logging to stderr.
+func openImportDB(ctx context.Context, cfg Config, stderr io.Writer) (*sql.DB, *slog.Logger, error) {
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	db, err := openDB(ctx, cfg.DB, startPool, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, importTimeout)
+	defer cancel()
+	if err := applySchema(sctx, db); err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return db, log, nil
+}
+
 // runUnimport is -unimport's whole work: it removes the calls that import run added.
 func runUnimport(ctx context.Context, cfg Config, run int64, stdout, stderr io.Writer) error {
 	if run < 1 {
 		return fmt.Errorf("-unimport %d: imports are numbered from 1", run)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	db, err := openDB(ctx, cfg.DB, startPool, log)
+	db, log, err := openImportDB(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	ctx, cancel := context.WithTimeout(ctx, 24*time.Hour)
+	ctx, cancel := context.WithTimeout(ctx, importTimeout)
 	defer cancel()
-	if err := applySchema(ctx, db); err != nil {
-		return err
-	}
 	n, err := unimport(ctx, db, run, cfg.parsed.loc, log)
 	if err != nil {
 		return err

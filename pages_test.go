@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -13,24 +12,7 @@ import (
 // rollups as a start would.
 func (d *daemon) addCalls(t *testing.T, path string, offset int, times ...string) {
 	t.Helper()
-	if _, err := d.db.Exec("INSERT INTO paths (path) VALUES ($1) ON CONFLICT DO NOTHING", path); err != nil {
-		t.Fatal(err)
-	}
-	for _, ts := range times {
-		if _, err := d.db.Exec("INSERT INTO calls (path_id, timestamp) SELECT id, $2 FROM paths WHERE path = $1", path, ts); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Calls written around the daemon reach the rollups by a rebuild, as at a start with
-	// rollup_version removed. The daemon first adds the calls it wrote to them: a read of
-	// the dashboard has it do so.
-	if status, _ := get(t, d.url+"/dashboard/"); status != 200 {
-		t.Fatalf("GET /dashboard/ = %d", status)
-	}
-	execAll(t, d.db, "DELETE FROM oxitraffic_meta WHERE key = 'rollup_version'")
-	if err := syncRollups(context.Background(), d.db, time.FixedZone("", offset), func() {}, discardLog()); err != nil {
-		t.Fatal(err)
-	}
+	d.addCallsAt(t, time.FixedZone("", offset), path, times...)
 }
 
 // TestHistoryBuckets checks /api/history?by= at +05:30 across a day boundary, with and without a range.
