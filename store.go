@@ -251,49 +251,49 @@ type reader struct {
 func (s *store) read(ctx context.Context) (*reader, error) {
 	t := time.NewTimer(readWait)
 	defer t.Stop()
-	var own chan struct{}
-	if c, ok := ctx.Value(readClientKey{}).(netip.Addr); ok {
-		own = s.clients.take(c)
-		select {
-		case own <- struct{}{}:
-		case <-t.C:
+	r := &reader{s: s}
+	c, named := ctx.Value(readClientKey{}).(netip.Addr)
+	if named {
+		own := s.clients.take(c)
+		if err := takeSlot(ctx, own, t.C); err != nil {
 			s.clients.give(c)
-			return nil, errBusy
-		case <-ctx.Done():
-			s.clients.give(c)
-			return nil, ctx.Err()
+			return nil, err
 		}
-		defer func() {
-			if own != nil {
-				<-own
-				s.clients.give(c)
-			}
-		}()
+		r.own, r.client = own, c
 	}
-	select {
-	case s.reads <- struct{}{}:
-	case <-t.C:
-		return nil, errBusy
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if err := takeSlot(ctx, s.reads, t.C); err != nil {
+		r.giveOwn()
+		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, readTimeout)
-	r := &reader{s: s, ctx: ctx, cancel: cancel, own: own}
-	if own != nil {
-		r.client, _ = ctx.Value(readClientKey{}).(netip.Addr)
-		own = nil // now the reader's to give back
-	}
+	r.ctx, r.cancel = context.WithTimeout(ctx, readTimeout)
 	return r, nil
+}
+
+// takeSlot takes a place in slots, or fails with errBusy once timeout fires, or with ctx's error.
+func takeSlot(ctx context.Context, slots chan struct{}, timeout <-chan time.Time) error {
+	select {
+	case slots <- struct{}{}:
+		return nil
+	case <-timeout:
+		return errBusy
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// giveOwn gives back the client's slot, when the request named its client.
+func (r *reader) giveOwn() {
+	if r.own != nil {
+		<-r.own
+		r.s.clients.give(r.client)
+	}
 }
 
 // close gives back the read slot.
 func (r *reader) close() {
 	r.cancel()
 	<-r.s.reads
-	if r.own != nil {
-		<-r.own
-		r.s.clients.give(r.client)
-	}
+	r.giveOwn()
 }
 
 // readClientKey is the context key of the client whose request reads.
